@@ -1,3 +1,33 @@
-"""nlpkd: knowledge distillation for Hugging Face NLP models."""
+"""nlpkd: knowledge distillation for Hugging Face NLP models.
+
+Distil a fine-tuned teacher into a student with fewer layers using the ordinary `transformers.Trainer`:
+
+```python
+from nlpkd import DistillationConfig, DistillationTrainer, create_student
+
+student = create_student(teacher, num_layers=3)
+trainer = DistillationTrainer(model=student, teacher=teacher, args=DistillationConfig(output_dir="out"),
+                              train_dataset=train, processing_class=tokenizer)
+trainer.train()
+```
+"""
 
 __version__ = "0.1.0"
+
+from .config import DistillationConfig
+from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
+from .student import SUPPORTED_FAMILIES, create_student, default_layer_map
+from .trainer import DistillationTrainer
+
+__all__ = [
+    "SUPPORTED_FAMILIES",
+    "DistillationConfig",
+    "DistillationTrainer",
+    "__version__",
+    "attention_loss",
+    "create_student",
+    "default_layer_map",
+    "hard_label_loss",
+    "hidden_state_loss",
+    "soft_kl_loss",
+]

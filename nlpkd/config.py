@@ -1,0 +1,165 @@
+"""`DistillationConfig`: `TrainingArguments` plus the knobs of knowledge distillation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from transformers import TrainingArguments
+
+HIDDEN_LOSSES = ("mse", "cosine")
+ATTN_LOSSES = ("kl", "mse")
+TEACHER_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def parse_layer_map(value: Any) -> dict[int, int] | None:
+    """Normalise a layer map to `{student_layer: teacher_layer}` with 0-based encoder layer indices.
+
+    Args:
+        value (`dict`, `list`, `str` or `None`):
+            A mapping (keys may be strings, as JSON gives them), a list (`[1, 3, 5]` maps student layer `i` to
+            the `i`-th entry), a JSON string of either, or the command-line form `"0:1,1:3,2:5"`.
+
+    Returns:
+        `dict[int, int]` or `None` when `value` is `None` or empty.
+    """
+    if value is None or value == "" or value == {} or value == []:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "[{":
+            value = json.loads(text)
+        else:
+            try:
+                pairs = [item.split(":") for item in text.split(",") if item.strip()]
+                value = {int(s): int(t) for s, t in pairs}
+            except ValueError as err:
+                raise ValueError(
+                    f"layer_map={text!r} is not understood: use 'student:teacher' pairs such as "
+                    "'0:1,1:3,2:5', a JSON object, or a JSON list of teacher layers."
+                ) from err
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict):
+        raise ValueError(f"layer_map must be a dict, a list or a string, got {type(value).__name__}.")
+    try:
+        mapping = {int(s): int(t) for s, t in value.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"layer_map entries must be integers, got {value!r}.") from err
+    negative = {s: t for s, t in mapping.items() if s < 0 or t < 0}
+    if negative:
+        raise ValueError(f"layer_map indices must be >= 0 (0-based encoder layers), got {negative}.")
+    return dict(sorted(mapping.items()))
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    r"""
+    [`~transformers.TrainingArguments`] for knowledge distillation. Every field of `TrainingArguments` works as
+    usual (batch size, learning rate, `fp16`/`bf16`, `gradient_accumulation_steps`, `push_to_hub`, ...); the
+    fields below set the distillation loss
+
+    `loss = alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn`
+
+    where `kd` is `T^2 * KL(softmax(teacher / T) || softmax(student / T))` (MSE to the teacher prediction for
+    regression heads), `ce` the hard-label loss, `hidden` the hidden-state loss and `attn` the attention-map loss
+    over the layers of `layer_map`.
+
+    Args:
+        temperature (`float`, *optional*, defaults to `2.0`):
+            Softmax temperature `T` of the soft-target term; must be > 0. The term is multiplied by `T^2` so its
+            gradient scale does not depend on `T`.
+        alpha_kd (`float`, *optional*, defaults to `0.5`):
+            Weight of the soft-target (teacher logits) term.
+        alpha_ce (`float`, *optional*, defaults to `0.5`):
+            Weight of the hard-label term (cross-entropy, or MSE for regression). Honours
+            `label_smoothing_factor`.
+        alpha_hidden (`float`, *optional*, defaults to `0.0`):
+            Weight of the hidden-state matching term (off by default).
+        alpha_attn (`float`, *optional*, defaults to `0.0`):
+            Weight of the attention-map matching term (off by default). Turning it on switches both models to
+            eager attention, because SDPA does not return attention weights.
+        hidden_loss (`str`, *optional*, defaults to `"mse"`):
+            `"mse"` or `"cosine"` (1 - cosine similarity), averaged over non-padding tokens.
+        attn_loss (`str`, *optional*, defaults to `"kl"`):
+            `"kl"` (KL(teacher || student) over keys) or `"mse"`, masked on query and key padding.
+        layer_map (`dict[int, int]` or `str`, *optional*):
+            Student encoder layer -> teacher encoder layer (0-based) for the hidden and attention terms. Defaults
+            to the teacher layers the student was built from (recorded by [`create_student`]), else a uniform
+            map whose last student layer meets the last teacher layer. On the command line: `"0:1,1:3,2:5"`.
+        hidden_projection (`bool`, *optional*, defaults to `True`):
+            When student and teacher hidden sizes differ, learn a linear projection per mapped layer (trained
+            with the student, never saved in it). With `False`, different widths are an error.
+        teacher_dtype (`str`, *optional*):
+            Cast the teacher to this dtype (`"float16"`, `"bfloat16"`, `"float32"`); `None` or `"auto"` keeps
+            it as given. A half-precision teacher halves its memory and time; the losses stay in float32.
+    """
+
+    temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature T of the soft-target term (> 0)."}
+    )
+    alpha_kd: float = field(default=0.5, metadata={"help": "Weight of the soft-target term."})
+    alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the hard-label term."})
+    alpha_hidden: float = field(
+        default=0.0, metadata={"help": "Weight of the hidden-state matching term (0 = off)."}
+    )
+    alpha_attn: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the attention-map matching term (0 = off; forces eager attention)."},
+    )
+    hidden_loss: Literal["mse", "cosine"] = field(
+        default="mse", metadata={"help": "Hidden-state loss: 'mse' or 'cosine'."}
+    )
+    attn_loss: Literal["kl", "mse"] = field(
+        default="kl", metadata={"help": "Attention-map loss: 'kl' or 'mse'."}
+    )
+    layer_map: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Student layer -> teacher layer for the hidden/attention terms, e.g. '0:1,1:3,2:5' "
+            "(0-based). Default: the layers the student was built from, else uniform."
+        },
+    )
+    hidden_projection: bool = field(
+        default=True,
+        metadata={"help": "Learn a linear projection when student and teacher widths differ."},
+    )
+    teacher_dtype: str | None = field(
+        default=None,
+        metadata={"help": "Cast the teacher to 'float16', 'bfloat16' or 'float32' (default: as given)."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        weights = {
+            name: getattr(self, name) for name in ("alpha_kd", "alpha_ce", "alpha_hidden", "alpha_attn")
+        }
+        for name, weight in weights.items():
+            if not weight >= 0:
+                raise ValueError(f"{name} must be >= 0, got {weight}.")
+        if sum(weights.values()) == 0:
+            raise ValueError(
+                "alpha_kd, alpha_ce, alpha_hidden and alpha_attn are all 0: set at least one loss weight > 0."
+            )
+        if self.hidden_loss not in HIDDEN_LOSSES:
+            raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSSES}, got {self.hidden_loss!r}.")
+        if self.attn_loss not in ATTN_LOSSES:
+            raise ValueError(f"attn_loss must be one of {ATTN_LOSSES}, got {self.attn_loss!r}.")
+        if self.teacher_dtype is not None and self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(
+                f"teacher_dtype must be one of {TEACHER_DTYPES} or None, got {self.teacher_dtype!r}."
+            )
+        self.layer_map = parse_layer_map(self.layer_map)
+        super().__post_init__()
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each loss component, keyed as they are logged (`kd`, `ce`, `hidden`, `attn`)."""
+        return {
+            "kd": self.alpha_kd,
+            "ce": self.alpha_ce,
+            "hidden": self.alpha_hidden,
+            "attn": self.alpha_attn,
+        }
