@@ -42,14 +42,18 @@ def parse_layer_map(value: Any) -> dict[int, int] | None:
     if isinstance(value, (list, tuple)):
         value = dict(enumerate(value))
     if not isinstance(value, dict):
-        raise ValueError(f"layer_map must be a dict, a list or a string, got {type(value).__name__}.")
+        raise ValueError(
+            f"layer_map must be a dict, a list or a string, got {type(value).__name__}."
+        )
     try:
         mapping = {int(s): int(t) for s, t in value.items()}
     except (TypeError, ValueError) as err:
         raise ValueError(f"layer_map entries must be integers, got {value!r}.") from err
     negative = {s: t for s, t in mapping.items() if s < 0 or t < 0}
     if negative:
-        raise ValueError(f"layer_map indices must be >= 0 (0-based encoder layers), got {negative}.")
+        raise ValueError(
+            f"layer_map indices must be >= 0 (0-based encoder layers), got {negative}."
+        )
     return dict(sorted(mapping.items()))
 
 
@@ -106,7 +110,9 @@ class DistillationConfig(TrainingArguments):
     )
     alpha_attn: float = field(
         default=0.0,
-        metadata={"help": "Weight of the attention-map matching term (0 = off; forces eager attention)."},
+        metadata={
+            "help": "Weight of the attention-map matching term (0 = off; forces eager attention)."
+        },
     )
     hidden_loss: Literal["mse", "cosine"] = field(
         default="mse", metadata={"help": "Hidden-state loss: 'mse' or 'cosine'."}
@@ -127,14 +133,17 @@ class DistillationConfig(TrainingArguments):
     )
     teacher_dtype: str | None = field(
         default=None,
-        metadata={"help": "Cast the teacher to 'float16', 'bfloat16' or 'float32' (default: as given)."},
+        metadata={
+            "help": "Cast the teacher to 'float16', 'bfloat16' or 'float32' (default: as given)."
+        },
     )
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
         weights = {
-            name: getattr(self, name) for name in ("alpha_kd", "alpha_ce", "alpha_hidden", "alpha_attn")
+            name: getattr(self, name)
+            for name in ("alpha_kd", "alpha_ce", "alpha_hidden", "alpha_attn")
         }
         for name, weight in weights.items():
             if not weight >= 0:
@@ -144,7 +153,9 @@ class DistillationConfig(TrainingArguments):
                 "alpha_kd, alpha_ce, alpha_hidden and alpha_attn are all 0: set at least one loss weight > 0."
             )
         if self.hidden_loss not in HIDDEN_LOSSES:
-            raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSSES}, got {self.hidden_loss!r}.")
+            raise ValueError(
+                f"hidden_loss must be one of {HIDDEN_LOSSES}, got {self.hidden_loss!r}."
+            )
         if self.attn_loss not in ATTN_LOSSES:
             raise ValueError(f"attn_loss must be one of {ATTN_LOSSES}, got {self.attn_loss!r}.")
         if self.teacher_dtype is not None and self.teacher_dtype not in TEACHER_DTYPES:

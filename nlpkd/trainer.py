@@ -99,7 +99,10 @@ class _ProjectionCallback(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             if os.path.isdir(checkpoint):
-                torch.save(self.trainer.projections.state_dict(), os.path.join(checkpoint, PROJECTIONS_FILE))
+                torch.save(
+                    self.trainer.projections.state_dict(),
+                    os.path.join(checkpoint, PROJECTIONS_FILE),
+                )
 
 
 class DistillationTrainer(Trainer):
@@ -163,7 +166,9 @@ class DistillationTrainer(Trainer):
 
             teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
         if teacher is model:
-            raise ValueError("The teacher and the student are the same object: pass a separate student.")
+            raise ValueError(
+                "The teacher and the student are the same object: pass a separate student."
+            )
         check_compatible(model, teacher)
         check_tokenizers_match(kwargs.get("processing_class"), teacher_processing_class)
 
@@ -210,7 +215,9 @@ class DistillationTrainer(Trainer):
             return {}
         layer_map = args.layer_map or default_layer_map(student, teacher)
         n_student, n_teacher = num_encoder_layers(student), num_encoder_layers(teacher)
-        bad = {s: t for s, t in layer_map.items() if not (0 <= s < n_student and 0 <= t < n_teacher)}
+        bad = {
+            s: t for s, t in layer_map.items() if not (0 <= s < n_student and 0 <= t < n_teacher)
+        }
         if bad:
             raise ValueError(
                 f"layer_map entries {bad} are out of range: student layers are 0..{n_student - 1} and teacher "
@@ -271,7 +278,10 @@ class DistillationTrainer(Trainer):
 
     def _check_intermediate_outputs(self, teacher: PreTrainedModel) -> None:
         """Probe both models once so a family that cannot give per-layer outputs fails before training."""
-        wants = {"hidden_states": self.args.alpha_hidden > 0, "attentions": self.args.alpha_attn > 0}
+        wants = {
+            "hidden_states": self.args.alpha_hidden > 0,
+            "attentions": self.args.alpha_attn > 0,
+        }
         if not any(wants.values()):
             return
         for role, model in (("student", self.model), ("teacher", teacher)):
@@ -281,7 +291,9 @@ class DistillationTrainer(Trainer):
             model.eval()
             with torch.no_grad():
                 out = model(
-                    **probe, output_hidden_states=wants["hidden_states"], output_attentions=wants["attentions"]
+                    **probe,
+                    output_hidden_states=wants["hidden_states"],
+                    output_attentions=wants["attentions"],
                 )
             model.train(was_training)
             for name, wanted in wants.items():
@@ -299,10 +311,16 @@ class DistillationTrainer(Trainer):
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
         if len(self.projections) > 0 and not any(
-            p is q for group in optimizer.param_groups for p in group["params"] for q in self.projections.parameters()
+            p is q
+            for group in optimizer.param_groups
+            for p in group["params"]
+            for q in self.projections.parameters()
         ):
             optimizer.add_param_group(
-                {"params": list(self.projections.parameters()), "weight_decay": self.args.weight_decay}
+                {
+                    "params": list(self.projections.parameters()),
+                    "weight_decay": self.args.weight_decay,
+                }
             )
         return optimizer
 
@@ -337,15 +355,21 @@ class DistillationTrainer(Trainer):
         if want_attn:
             extra["output_attentions"] = True
 
-        student_inputs = {k: v for k, v in inputs.items() if k in self._student_keys and k != "labels"}
-        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_keys and k != "labels"}
+        student_inputs = {
+            k: v for k, v in inputs.items() if k in self._student_keys and k != "labels"
+        }
+        teacher_inputs = {
+            k: v for k, v in inputs.items() if k in self._teacher_keys and k != "labels"
+        }
         student_out = model(**student_inputs, **extra)
         with torch.no_grad():
             teacher_out = self.teacher(**teacher_inputs, **extra)
 
         components: dict[str, torch.Tensor] = {}
         if args.alpha_kd > 0:
-            components["kd"] = soft_kl_loss(student_out.logits, teacher_out.logits, args.temperature)
+            components["kd"] = soft_kl_loss(
+                student_out.logits, teacher_out.logits, args.temperature
+            )
         if args.alpha_ce > 0 and labels is not None:
             if self.label_smoother is not None and student_out.logits.shape[-1] > 1:
                 components["ce"] = self.label_smoother(student_out, labels)
@@ -425,7 +449,9 @@ class DistillationTrainer(Trainer):
         if "loss" in logs:
             logs.update(self._drain_components("train", prefix=""))
         else:
-            eval_loss_key = next((k for k in logs if k.startswith("eval") and k.endswith("_loss")), None)
+            eval_loss_key = next(
+                (k for k in logs if k.startswith("eval") and k.endswith("_loss")), None
+            )
             if eval_loss_key is not None:
                 logs.update(self._drain_components("eval", prefix=eval_loss_key[: -len("loss")]))
         super().log(logs, start_time)
@@ -443,8 +469,10 @@ class DistillationTrainer(Trainer):
         totals = torch.stack(
             [
                 torch.stack(
-                    [sums[n].to(device) if n in sums else torch.zeros((), device=device),
-                     torch.tensor(float(count if n in sums else 0), device=device)]
+                    [
+                        sums[n].to(device) if n in sums else torch.zeros((), device=device),
+                        torch.tensor(float(count if n in sums else 0), device=device),
+                    ]
                 )
                 for n in names
             ]

