@@ -74,17 +74,27 @@ def label_maps(names: Sequence[str] | None, task: TaskSpec) -> dict[str, Any]:
     }
 
 
-def check_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> None:
-    """Raise a `ValueError` when a fine-tuned model names its classes differently from the data.
+def align_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> None:
+    """Check a fine-tuned model's class names against the data's, and name anonymous classes after the data.
 
-    A checkpoint fine-tuned on MNLI with another label order would otherwise be distilled and scored on
-    shuffled classes without any error.
+    A checkpoint fine-tuned on MNLI with another label order would otherwise be distilled and scored on shuffled
+    classes without any error. A checkpoint whose classes are the generic `LABEL_i` is taken to follow the data's
+    order (there is nothing to check it against), and gets the data's names so the student and its pipeline
+    speak them.
+
+    Args:
+        model (`PreTrainedModel`): the teacher (its config is updated in place when its names are generic).
+        names (`list[str]`, *optional*): the data's class names in label-id order.
     """
     if not names:
         return
     id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
-    generic = all(v == f"LABEL_{k}" for k, v in id2label.items())
-    if not generic and [id2label.get(i) for i in range(len(names))] != list(names):
+    if all(v == f"LABEL_{k}" for k, v in id2label.items()):
+        if len(id2label) == len(names):
+            model.config.id2label = dict(enumerate(names))
+            model.config.label2id = {name: i for i, name in enumerate(names)}
+        return
+    if [id2label.get(i) for i in range(len(names))] != list(names):
         raise ValueError(
             f"The teacher's labels {id2label} do not match the data's labels {dict(enumerate(names))}: "
             "logit i must mean label i. Use a teacher fine-tuned with this label order, or fine-tune one "

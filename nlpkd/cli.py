@@ -254,23 +254,28 @@ def _parse_student_layers(value: str | None) -> tuple[int | None, list[int] | No
     return numbers[0], None
 
 
-def save_config(path: Path, model_args, data_args, args) -> None:
-    """Write the options this run used that differ from the defaults, as YAML that `--config` reads back."""
+def save_config(path: Path, command: str, model_args, data_args, args) -> None:
+    """Write the options this run used that differ from the command's defaults, as YAML that `--config` reads.
+
+    Values are compared after `__post_init__` on both sides, so normalised fields (`report_to`, `debug`, enums)
+    are only written when the user changed them. Secrets (the Hub token) are never written.
+    """
+    defaults = _parser(command).parse_args_into_dataclasses(["--output_dir", str(args.output_dir)])
     values: dict[str, Any] = {}
-    for obj in (model_args, data_args, args):
+    for obj, default_obj in zip((model_args, data_args, args), defaults, strict=True):
         for f in dataclasses.fields(obj):
-            if not f.init or f.name in SECRET_FIELDS:
+            if not f.init or f.name in SECRET_FIELDS or f.name == "output_dir":
                 continue
             value = getattr(obj, f.name)
-            default = CLI_DEFAULTS.get(f.name, f.default)
-            if value == default or (f.name == "report_to" and value in ([], ["none"], "none")):
+            if value == getattr(default_obj, f.name):
                 continue
             if hasattr(value, "value"):  # enums such as IntervalStrategy
                 value = value.value
-            if isinstance(value, (str, int, float, bool)) or value is None:
-                values[f.name] = value
-            elif isinstance(value, (list, tuple, dict)):
-                values[f.name] = json.loads(json.dumps(value))
+            if isinstance(value, (list, tuple, dict)):
+                value = json.loads(json.dumps(value))
+            elif not (isinstance(value, (str, int, float, bool)) or value is None):
+                continue
+            values[f.name] = value
     path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
 
 
@@ -348,7 +353,7 @@ def run_distill(
         teacher = AutoModelForSequenceClassification.from_pretrained(
             teacher_path, trust_remote_code=model_args.trust_remote_code
         )
-        api.check_label_names(teacher, names)
+        api.align_label_names(teacher, names)
         teacher_name = teacher_path
     if finetune_only:
         tokenizer.save_pretrained(output_dir)
@@ -366,8 +371,9 @@ def run_distill(
         )
     else:
         student = create_student(teacher, num_layers=num_layers, layers=layers)
-    # The command pushes once at the end, with the model card; the Trainer must not push checkpoints itself.
-    trainer_args = dataclasses.replace(args, push_to_hub=False) if args.push_to_hub else args
+    # The command pushes once at the end, with the model card: the Trainer must not push checkpoints itself,
+    # and never holds the token (it pickles its arguments into training_args.bin).
+    trainer_args = dataclasses.replace(args, push_to_hub=False, hub_token=None)
     trainer = DistillationTrainer(
         model=student,
         teacher=teacher,
@@ -418,7 +424,7 @@ def run_distill(
 
     trainer.save_model(str(output_dir))
     save_metrics(report, output_dir)
-    save_config(output_dir / CONFIG_NAME, model_args, data_args, args)
+    save_config(output_dir / CONFIG_NAME, "distill", model_args, data_args, args)
     plot_report(report, trainer.state.log_history, output_dir / PLOT_NAME)
     card = build_model_card(
         report,

@@ -1,0 +1,494 @@
+"""The `nlpkd` command end to end on tiny models and GLUE-format files that the tests write."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import tiny_bert
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
+
+from nlpkd.cli import main
+
+SENTENCES = [
+    "the movie was very good",
+    "the plot was boring and bad",
+    "great music and a great actor",
+    "awful film not fun",
+    "love the song",
+    "hate the boring plot",
+    "the star is great",
+    "the film was not good but the music was fun",
+]
+FAST = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--latency_batches",
+    "1",
+    "--latency_batch_size",
+    "2",
+    "--latency_repeats",
+    "1",
+    "--max_length",
+    "16",
+    "--logging_steps",
+    "1",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+]
+
+
+def save_teacher(folder, tokenizer, num_labels: int, **overrides):
+    generic = {i: f"LABEL_{i}" for i in range(num_labels)}
+    model = tiny_bert(
+        seed=1,
+        num_labels=num_labels,
+        id2label=generic,
+        label2id={v: k for k, v in generic.items()},
+        **overrides,
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_sst2(folder):
+    train = folder / "train.tsv"
+    dev = folder / "dev.tsv"
+    rows = [f"{s}\t{i % 2}" for i, s in enumerate(SENTENCES)]
+    train.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    dev.write_text("sentence\tlabel\n" + "\n".join(rows[:5]) + "\n")
+    return train, dev
+
+
+def write_mrpc(folder):
+    path = folder / "mrpc.csv"
+    lines = ["sentence1,sentence2,label"]
+    for i in range(6):
+        lines.append(f"{SENTENCES[i]},{SENTENCES[(i + 1) % 6]},{i % 2}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_stsb(folder):
+    path = folder / "stsb.jsonl"
+    with path.open("w") as handle:
+        for i in range(6):
+            record = {
+                "sentence1": SENTENCES[i],
+                "sentence2": SENTENCES[-i - 1],
+                "label": float(i) * 0.8,
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def teacher_predictions(teacher_dir, texts, pairs=None):
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    enc = tokenizer(texts, pairs, truncation=True, max_length=16, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits.numpy()
+
+
+def run(argv, capsys=None):
+    status = main(argv)
+    return status
+
+
+def test_single_sentence_task_end_to_end(tmp_path, tiny_tokenizer):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    out = tmp_path / "out"
+    status = run(
+        [
+            "distill",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(out),
+            "--student_layers",
+            "2",
+            *FAST,
+        ]
+    )
+    assert status == 0
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "distillation.png",
+        "nlpkd_config.yaml",
+        "README.md",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "teacher",
+        "student",
+        "retention",
+        "teacher_params",
+        "student_params",
+        "teacher_latency_ms",
+        "student_latency_ms",
+        "speedup",
+        "teacher_size_mb",
+        "student_size_mb",
+    ):
+        assert key in metrics, key
+
+    # The teacher's accuracy, computed here by hand from its logits on the five validation sentences.
+    logits = teacher_predictions(teacher_dir, SENTENCES[:5])
+    expected = float(np.mean(logits.argmax(-1) == np.array([0, 1, 0, 1, 0])))
+    assert metrics["teacher"]["validation"]["accuracy"] == pytest.approx(expected)
+    assert metrics["retention"] == pytest.approx(
+        metrics["student"]["validation"]["accuracy"] / expected if expected else None
+    )
+    assert metrics["speedup"] == pytest.approx(
+        metrics["teacher_latency_ms"] / metrics["student_latency_ms"]
+    )
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 2
+    assert student.config.nlpkd_teacher_layers == [0, 2]
+    assert student.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_sentence_pair_task(tmp_path, tiny_tokenizer):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    data = write_mrpc(tmp_path)
+    out = tmp_path / "out"
+    status = run(
+        [
+            "distill",
+            "--task",
+            "mrpc",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(data),
+            "--validation_file",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--student_layers",
+            "0,3",
+            *FAST,
+        ]
+    )
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["teacher"]["validation"]) == {"f1", "accuracy"}
+    assert metrics["teacher_layers"] == [0, 3]
+    logits = teacher_predictions(
+        teacher_dir, SENTENCES[:6], [SENTENCES[(i + 1) % 6] for i in range(6)]
+    )
+    predictions, labels = logits.argmax(-1), np.array([i % 2 for i in range(6)])
+    tp = int(((predictions == 1) & (labels == 1)).sum())
+    fp = int(((predictions == 1) & (labels == 0)).sum())
+    fn = int(((predictions == 0) & (labels == 1)).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    assert metrics["teacher"]["validation"]["f1"] == pytest.approx(f1)
+
+
+def test_regression_task_uses_mse_distillation(tmp_path, tiny_tokenizer):
+    teacher_dir = save_teacher(
+        tmp_path / "teacher", tiny_tokenizer, num_labels=1, problem_type="regression"
+    )
+    data = write_stsb(tmp_path)
+    out = tmp_path / "out"
+    status = run(
+        [
+            "distill",
+            "--task",
+            "stsb",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(data),
+            "--validation_file",
+            str(data),
+            "--output_dir",
+            str(out),
+            *FAST,
+        ]
+    )
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["student"]["validation"]) == {"pearson", "spearmanr"}
+    logits = teacher_predictions(teacher_dir, SENTENCES[:6], [SENTENCES[-i - 1] for i in range(6)])
+    labels = np.array([i * 0.8 for i in range(6)])
+    pearson = float(np.corrcoef(logits[:, 0], labels)[0, 1])
+    # Padding differs between the batched evaluation and this single batch: float noise only.
+    assert metrics["teacher"]["validation"]["pearson"] == pytest.approx(pearson, abs=1e-4)
+    history = json.loads((out / "metrics.json").read_text())
+    assert history["student_layers"] == 2
+
+
+def test_yaml_config_with_command_line_override(tmp_path, tiny_tokenizer):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "sst2",
+                "teacher": str(teacher_dir),
+                "train_file": str(train),
+                "validation_file": str(dev),
+                "temperature": 3.0,
+                "alpha_kd": 0.7,
+                "alpha_ce": 0.3,
+                "student_layers": "1",
+            }
+        )
+    )
+    out = tmp_path / "out"
+    status = run(
+        ["distill", "--config", str(config), "--temperature", "4", "--output_dir", str(out), *FAST]
+    )
+    assert status == 0
+    saved = yaml.safe_load((out / "nlpkd_config.yaml").read_text())
+    assert saved["temperature"] == 4.0  # the command line wins over the file
+    assert saved["alpha_kd"] == 0.7 and saved["alpha_ce"] == 0.3  # the file wins over the defaults
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["distillation"]["temperature"] == 4.0
+    assert metrics["student_layers"] == 1
+    # The saved config runs again as it is.
+    again = tmp_path / "again"
+    assert (
+        run(
+            [
+                "distill",
+                "--config",
+                str(out / "nlpkd_config.yaml"),
+                "--output_dir",
+                str(again),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert json.loads((again / "metrics.json").read_text())["distillation"]["temperature"] == 4.0
+
+
+def test_offline_glue_without_files_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    status = run(["distill", "--task", "sst2", "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("nlpkd: error: ")
+    assert "--train_file" in err and "--validation_file" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"temprature": 2.0}, "unknown key(s): temprature"),
+        ({"temperature": "hot"}, "invalid float value: 'hot'"),
+        ("- just\n- a list\n", "must hold a mapping"),
+    ],
+)
+def test_bad_yaml_configs(tmp_path, capsys, config, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    with pytest.raises(SystemExit) if "invalid" in message else _no_exit():
+        status = run(["distill", "--config", str(path), "--output_dir", str(tmp_path / "o")])
+        assert status == 2
+    assert message in capsys.readouterr().err
+
+
+class _no_exit:  # noqa: N801 - reads as a context manager name
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_refuses_an_output_dir_that_holds_another_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    status = run(["distill", "--output_dir", str(out)])
+    assert status == 2
+    assert "--overwrite_output_dir" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_output_dir_is_required(capsys):
+    assert run(["distill"]) == 2
+    assert "--output_dir is required" in capsys.readouterr().err
+
+
+def test_finetune_command_trains_a_head_on_a_base_encoder(tmp_path, tiny_tokenizer):
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    BertModel(
+        BertConfig(
+            vocab_size=tiny_tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+        )
+    ).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    train, dev = write_sst2(tmp_path)
+    out = tmp_path / "teacher"
+    status = run(
+        [
+            "finetune",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(base),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(out),
+            "--teacher_num_train_epochs",
+            "1",
+            *FAST,
+        ]
+    )
+    assert status == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.architectures == ["BertForSequenceClassification"]
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert "accuracy" in json.loads((out / "metrics.json").read_text())["teacher"]["validation"]
+
+
+def test_teacher_label_order_mismatch_is_refused(tmp_path, tiny_tokenizer, capsys):
+    teacher = tiny_bert(
+        seed=1,
+        num_labels=2,
+        id2label={0: "positive", 1: "negative"},
+        label2id={"positive": 0, "negative": 1},
+    )
+    teacher.save_pretrained(tmp_path / "teacher")
+    tiny_tokenizer.save_pretrained(tmp_path / "teacher")
+    train, dev = write_sst2(tmp_path)
+    status = run(
+        [
+            "distill",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(tmp_path / "teacher"),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(tmp_path / "o"),
+            *FAST,
+        ]
+    )
+    assert status == 2
+    assert "do not match the data's labels" in capsys.readouterr().err
+
+
+def test_help_texts():
+    top = subprocess.run(
+        [sys.executable, "-m", "nlpkd", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "distill" in top.stdout and "finetune" in top.stdout
+    sub = subprocess.run(
+        [sys.executable, "-m", "nlpkd", "distill", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        "nlpkd: models" in sub.stdout
+        and "--student_layers" in sub.stdout
+        and "--temperature" in sub.stdout
+    )
+
+
+def test_push_to_hub_uploads_student_card_and_report_without_the_token(
+    tmp_path, tiny_tokenizer, monkeypatch
+):
+    from huggingface_hub import HfApi
+
+    calls = {}
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", repo_id)
+    )
+
+    def fake_upload(self, *, folder_path, repo_id, allow_patterns=None, **kw):
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = sorted(
+            p.name for p in __import__("pathlib").Path(folder_path).iterdir() if p.is_file()
+        )
+        calls["files"] = sorted(filter_repo_objects(files, allow_patterns=allow_patterns))
+        calls["upload_repo"] = repo_id
+        return type("Commit", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload)
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    out = tmp_path / "out"
+    token = "hf_SECRETtoken1234567890"
+    status = run(
+        [
+            "distill",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(out),
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            "someone/tiny-student",
+            "--hub_token",
+            token,
+            *FAST,
+        ]
+    )
+    assert status == 0
+    assert calls["repo"] == calls["upload_repo"] == "someone/tiny-student"
+    assert calls["files"] == sorted(
+        [
+            "README.md",
+            "config.json",
+            "distillation.png",
+            "metrics.json",
+            "model.safetensors",
+            "nlpkd_config.yaml",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ]
+    )
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
