@@ -95,6 +95,13 @@ class DistillationConfig(TrainingArguments):
         hidden_projection (`bool`, *optional*, defaults to `True`):
             When student and teacher hidden sizes differ, learn a linear projection per mapped layer (trained
             with the student, never saved in it). With `False`, different widths are an error.
+        teacher_cache (`bool`, *optional*, defaults to `False`):
+            Compute the teacher's logits once over the training set and reuse them on every epoch (and across
+            runs while teacher, data and tokenization are unchanged). Logits only: the hidden-state and
+            attention losses need the live teacher, so they cannot be combined with it.
+        teacher_cache_dir (`str`, *optional*):
+            Folder of the cache for a training set that lives in memory (default: `OUTPUT_DIR/teacher_cache`).
+            A dataset read from files keeps the cache beside its own `datasets` cache files.
         teacher_dtype (`str`, *optional*):
             Cast the teacher to this dtype (`"float16"`, `"bfloat16"`, `"float32"`); `None` or `"auto"` keeps
             it as given. A half-precision teacher halves its memory and time; the losses stay in float32.
@@ -131,6 +138,19 @@ class DistillationConfig(TrainingArguments):
         default=True,
         metadata={"help": "Learn a linear projection when student and teacher widths differ."},
     )
+    teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the teacher's logits once over the training set and reuse them every epoch "
+            "(logits only: not with alpha_hidden or alpha_attn)."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Cache folder for an in-memory training set (default: OUTPUT_DIR/teacher_cache)."
+        },
+    )
     teacher_dtype: str | None = field(
         default=None,
         metadata={
@@ -161,6 +181,11 @@ class DistillationConfig(TrainingArguments):
         if self.teacher_dtype is not None and self.teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(
                 f"teacher_dtype must be one of {TEACHER_DTYPES} or None, got {self.teacher_dtype!r}."
+            )
+        if self.teacher_cache and (self.alpha_hidden > 0 or self.alpha_attn > 0):
+            raise ValueError(
+                "teacher_cache stores the teacher's logits only, but alpha_hidden/alpha_attn > 0 need its hidden "
+                "states and attentions on every step: set teacher_cache=False, or alpha_hidden=alpha_attn=0."
             )
         self.layer_map = parse_layer_map(self.layer_map)
         super().__post_init__()

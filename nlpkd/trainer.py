@@ -8,12 +8,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import datasets
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
+from .cache import CACHE_COLUMN, add_teacher_logits
 from .config import DistillationConfig
 from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
 from .student import default_layer_map, num_encoder_layers
@@ -194,11 +196,13 @@ class DistillationTrainer(Trainer):
         # The Trainer keeps only the columns of the student's forward; the teacher may need more
         # (a BERT teacher reads token_type_ids behind a DistilBERT student).
         self._signature_columns = sorted(
-            self._student_keys | self._teacher_keys | {"label", "label_ids", "labels"}
+            self._student_keys | self._teacher_keys | {"label", "label_ids", "labels", CACHE_COLUMN}
         )
 
         self.teacher = self._prepare_teacher(teacher)
         self._check_intermediate_outputs(teacher)
+        if args.teacher_cache and self.train_dataset is not None:
+            self.train_dataset = self._with_teacher_logits(self.train_dataset)
         if len(self.projections) > 0:
             self.projections.to(self.args.device)
             self.add_callback(_ProjectionCallback(self))
@@ -275,6 +279,27 @@ class DistillationTrainer(Trainer):
         engine, *_ = deepspeed.initialize(model=teacher, config=config)
         engine.eval()
         return engine
+
+    def _with_teacher_logits(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        if not isinstance(dataset, datasets.Dataset):
+            raise ValueError(
+                f"teacher_cache needs the training set as a datasets.Dataset (got {type(dataset).__name__}), "
+                "so the logits can be stored as a column; convert it with datasets.Dataset.from_dict/from_pandas."
+            )
+        cache_dir = self.args.teacher_cache_dir or os.path.join(
+            self.args.output_dir, "teacher_cache"
+        )
+        # The main process writes the Arrow file; the others then read it instead of recomputing.
+        with self.args.main_process_first(desc="teacher logits cache"):
+            return add_teacher_logits(
+                dataset,
+                self.teacher,
+                self.data_collator,
+                self._teacher_keys,
+                batch_size=self.args.per_device_eval_batch_size,
+                device=self.args.device,
+                cache_dir=cache_dir,
+            )
 
     def _check_intermediate_outputs(self, teacher: PreTrainedModel) -> None:
         """Probe both models once so a family that cannot give per-layer outputs fails before training."""
@@ -362,8 +387,12 @@ class DistillationTrainer(Trainer):
             k: v for k, v in inputs.items() if k in self._teacher_keys and k != "labels"
         }
         student_out = model(**student_inputs, **extra)
-        with torch.no_grad():
-            teacher_out = self.teacher(**teacher_inputs, **extra)
+        cached = inputs.get(CACHE_COLUMN)
+        if cached is not None and not extra:
+            teacher_out = SequenceClassifierOutput(logits=cached)
+        else:
+            with torch.no_grad():
+                teacher_out = self.teacher(**teacher_inputs, **extra)
 
         components: dict[str, torch.Tensor] = {}
         if args.alpha_kd > 0:

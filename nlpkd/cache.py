@@ -1,0 +1,115 @@
+"""Teacher-output cache: the teacher's logits computed once over the training set, reused on every epoch.
+
+The logits become a `teacher_logits` column of the training dataset, so each example carries its own targets:
+shuffling, any sampler and any number of processes see the right ones. The column is written by `datasets`
+as an Arrow file named after a fingerprint of the data (which covers its tokenization) and of the teacher's
+weights, so a later run with the same teacher and data reuses it, and any change recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import datasets
+import torch
+from torch import nn
+
+CACHE_COLUMN = "teacher_logits"
+_CACHE_VERSION = "nlpkd-teacher-logits-v1"
+
+
+def teacher_fingerprint(teacher: nn.Module) -> str:
+    """A hash of the teacher's configuration and weights (bit-exact), to key its cached outputs.
+
+    Args:
+        teacher (`torch.nn.Module`): the teacher, possibly wrapped by Accelerate.
+
+    Returns:
+        `str`: a hexadecimal digest.
+    """
+    model = getattr(teacher, "module", teacher)
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(json.dumps(config.to_diff_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def add_teacher_logits(
+    dataset: datasets.Dataset,
+    teacher: nn.Module,
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    input_names: Iterable[str],
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Return `dataset` with a `teacher_logits` column computed by `teacher`, from or into the disk cache.
+
+    Args:
+        dataset (`datasets.Dataset`):
+            The tokenized training set.
+        teacher (`torch.nn.Module`):
+            The teacher, in eval mode on `device`.
+        collate (`Callable`):
+            Pads a list of examples into a batch (the Trainer's data collator).
+        input_names (`Iterable[str]`):
+            The columns the teacher's `forward` takes (others, such as labels, are not given to it).
+        batch_size (`int`, *optional*, defaults to `64`):
+            Examples per teacher forward.
+        device (`torch.device` or `str`, *optional*, defaults to `"cpu"`):
+            Where the batches go.
+        cache_dir (`str`, *optional*):
+            Folder of the Arrow cache for a dataset that lives in memory. A dataset read from files keeps its
+            cache beside its own cache files, as `datasets` does for every `map`. Without either, the logits
+            are computed in memory for this run only.
+
+    Returns:
+        `datasets.Dataset`: the same rows with `teacher_logits` (one list of floats per example).
+    """
+    if CACHE_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(CACHE_COLUMN)
+    columns = [name for name in input_names if name in dataset.column_names]
+    if "input_ids" not in columns:
+        raise ValueError(
+            f"The training set has no input_ids column (columns: {dataset.column_names}): tokenize it before "
+            "caching the teacher's outputs."
+        )
+    fingerprint = hashlib.sha256(
+        f"{dataset._fingerprint}-{teacher_fingerprint(teacher)}-{sorted(columns)}".encode()
+    ).hexdigest()[:32]
+
+    def compute(batch: dict[str, list]) -> dict[str, list]:
+        rows = [{name: batch[name][i] for name in columns} for i in range(len(batch["input_ids"]))]
+        inputs = {k: v.to(device) for k, v in collate(rows).items() if k in columns}
+        with torch.no_grad():
+            logits = teacher(**inputs).logits
+        return {CACHE_COLUMN: logits.float().cpu().tolist()}
+
+    kwargs: dict[str, Any] = {}
+    if not dataset.cache_files and cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        kwargs["cache_file_name"] = os.path.join(cache_dir, f"teacher-logits-{fingerprint}.arrow")
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        return dataset.map(
+            compute,
+            batched=True,
+            batch_size=batch_size,
+            new_fingerprint=fingerprint,
+            load_from_cache_file=True,
+            desc="Caching teacher logits",
+            **kwargs,
+        )
+    finally:
+        teacher.train(was_training)
