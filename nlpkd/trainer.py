@@ -83,6 +83,10 @@ def check_tokenizers_match(student_tokenizer: Any, teacher_tokenizer: Any) -> No
         )
 
 
+class NonFiniteLossError(ValueError):
+    """A loss component or the teacher's output became NaN or infinite; training stops instead of going on."""
+
+
 class _ProjectionCallback(TrainerCallback):
     """Keeps the learned width projections in step with the student: synced across processes before each
     optimizer step (they live outside the DDP-wrapped model) and saved inside every checkpoint."""
@@ -428,7 +432,7 @@ class DistillationTrainer(Trainer):
                 "No loss component could be computed: alpha_ce is the only weight > 0 but the batch has no "
                 "labels. Add labels to the data or set alpha_kd > 0."
             )
-        self._check_finite(loss, components)
+        self._check_finite(loss, components, teacher_out.logits)
         self._record(components, "train" if model.training else "eval")
 
         if return_outputs:
@@ -436,14 +440,26 @@ class DistillationTrainer(Trainer):
             return loss, SequenceClassifierOutput(logits=student_out.logits)
         return loss
 
-    def _check_finite(self, loss: torch.Tensor, components: Mapping[str, torch.Tensor]) -> None:
+    def _check_finite(
+        self,
+        loss: torch.Tensor,
+        components: Mapping[str, torch.Tensor],
+        teacher_logits: torch.Tensor,
+    ) -> None:
         if torch.isfinite(loss):
             return
+        step = self.state.global_step
+        if not torch.isfinite(teacher_logits).all():
+            raise NonFiniteLossError(
+                f"The teacher's logits are NaN or infinite at step {step}: the teacher checkpoint or this "
+                "data is broken (check it with a forward pass on a few examples; under fp16 try "
+                "teacher_dtype='float32' or bf16)."
+            )
         bad = [name for name, value in components.items() if not torch.isfinite(value)]
-        raise FloatingPointError(
-            f"Non-finite distillation loss at step {self.state.global_step}: component(s) "
-            f"{', '.join(bad) or 'total'} = {', '.join(f'{components[n].item()}' for n in bad)}. "
-            "Under fp16 try bf16 or a lower learning rate; check the teacher's outputs on this data."
+        raise NonFiniteLossError(
+            f"Non-finite distillation loss at step {step}: component(s) {', '.join(bad) or 'total'} = "
+            f"{', '.join(str(components[n].item()) for n in bad)}. Under fp16 try bf16 or a lower learning "
+            "rate; with alpha_attn > 0 try attn_loss='mse'."
         )
 
     def _record(self, components: Mapping[str, torch.Tensor], mode: str) -> None:

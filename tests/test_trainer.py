@@ -19,6 +19,7 @@ from transformers.trainer_pt_utils import LabelSmoother
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
 from nlpkd.losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
+from nlpkd.trainer import NonFiniteLossError
 
 
 def make_config(tmp_path, **overrides) -> DistillationConfig:
@@ -382,7 +383,20 @@ def test_non_finite_loss_is_reported_with_step_and_component(tmp_path, tiny_toke
         teacher.classifier.bias.fill_(float("nan"))
     trainer = DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path))
     batch = DataCollatorWithPadding(tiny_tokenizer)([random_dataset(4, 8)[i] for i in range(4)])
-    with pytest.raises(FloatingPointError, match=r"step 0: component\(s\) kd"):
+    with pytest.raises(NonFiniteLossError, match=r"teacher's logits are NaN or infinite at step 0"):
+        trainer.compute_loss(student, dict(batch))
+
+
+def test_non_finite_student_loss_names_the_component(tmp_path, tiny_tokenizer):
+    teacher = tiny_bert(seed=1)
+    student = create_student(teacher, num_layers=2)
+    with torch.no_grad():
+        student.classifier.bias.fill_(float("inf"))
+    trainer = DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path))
+    batch = DataCollatorWithPadding(tiny_tokenizer)([random_dataset(4, 8)[i] for i in range(4)])
+    with pytest.raises(
+        NonFiniteLossError, match=r"Non-finite distillation loss at step 0: component\(s\) kd, ce"
+    ):
         trainer.compute_loss(student, dict(batch))
 
 
