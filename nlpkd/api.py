@@ -187,7 +187,15 @@ def evaluate_model(
         tokenizer: pads the batches.
         args (`TrainingArguments`): evaluation batch size and precision.
     """
-    eval_args = plain_training_args(args, push_to_hub=False, report_to=[])
+    # Only evaluation runs here: the run's eval/save schedule would ask for datasets this Trainer never gets.
+    eval_args = plain_training_args(
+        args,
+        push_to_hub=False,
+        report_to=[],
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+    )
     trainer = Trainer(
         model=model,
         args=eval_args,

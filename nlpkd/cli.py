@@ -159,7 +159,12 @@ def _parser(command: str):
 
     from .config import DistillationConfig
 
-    parser = HfArgumentParser(
+    class Parser(HfArgumentParser):
+        # argparse prints usage and exits on a bad value; we report one line like every other user error.
+        def error(self, message: str):
+            raise UsageError(message)
+
+    parser = Parser(
         (ModelArguments, DataArguments, DistillationConfig),
         prog=f"nlpkd {command}",
         description=(
@@ -388,7 +393,20 @@ def run_distill(
         f"[nlpkd] distilling {teacher_name} into {num_encoder_layers(student)} layers ...",
         flush=True,
     )
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    resume = args.resume_from_checkpoint
+    trainer.train(
+        resume_from_checkpoint=True if str(resume).lower() in ("true", "last") else resume
+    )
+    if trainer.stopped_by_signal:
+        from .checkpoints import last_complete_checkpoint
+
+        checkpoint = last_complete_checkpoint(output_dir)
+        print(
+            f"[nlpkd] stopped by {trainer.stopped_by_signal} at step {trainer.state.global_step}; checkpoint "
+            f"{checkpoint}. Resume with the same command and --resume_from_checkpoint last.",
+            flush=True,
+        )
+        return {"stopped_by_signal": trainer.stopped_by_signal, "checkpoint": checkpoint}
     student = trainer.model.eval()
 
     print("[nlpkd] evaluating teacher and student ...", flush=True)
@@ -476,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         model_args, data_args, args = parse_arguments(command, rest)
-        run_distill(model_args, data_args, args, finetune_only=command == "finetune")
+        report = run_distill(model_args, data_args, args, finetune_only=command == "finetune")
+        if "stopped_by_signal" in report:
+            return 130
     except (ValueError, OSError) as err:
         # User errors get one line; NLPKD_DEBUG=1 shows the traceback for bug reports.
         if os.environ.get("NLPKD_DEBUG"):

@@ -13,9 +13,14 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
-from transformers.trainer_utils import get_last_checkpoint
 
 from .cache import CACHE_COLUMN, add_teacher_logits
+from .checkpoints import (
+    GracefulStop,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    quarantine_incomplete_checkpoints,
+)
 from .config import DistillationConfig
 from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
 from .student import default_layer_map, num_encoder_layers
@@ -89,7 +94,8 @@ class NonFiniteLossError(ValueError):
 
 class _ProjectionCallback(TrainerCallback):
     """Keeps the learned width projections in step with the student: synced across processes before each
-    optimizer step (they live outside the DDP-wrapped model) and saved inside every checkpoint."""
+    optimizer step (they live outside the DDP-wrapped model), their gradients cleared after it, and saved
+    inside every checkpoint."""
 
     def __init__(self, trainer: DistillationTrainer) -> None:
         self.trainer = trainer
@@ -100,6 +106,10 @@ class _ProjectionCallback(TrainerCallback):
             for param in self.trainer.projections.parameters():
                 if param.grad is not None:
                     param.grad = accelerator.reduce(param.grad, reduction="mean")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # The Trainer zeroes the model's gradients after each optimizer step; these live outside the model.
+        self.trainer.projections.zero_grad(set_to_none=True)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -210,6 +220,7 @@ class DistillationTrainer(Trainer):
         if len(self.projections) > 0:
             self.projections.to(self.args.device)
             self.add_callback(_ProjectionCallback(self))
+        self.stopped_by_signal: str | None = None
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._component_counts: dict[str, int] = {"train": 0, "eval": 0}
 
@@ -354,17 +365,47 @@ class DistillationTrainer(Trainer):
         return optimizer
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        if resume_from_checkpoint and len(self.projections) > 0:
-            checkpoint = (
-                get_last_checkpoint(self.args.output_dir)
-                if resume_from_checkpoint is True
-                else resume_from_checkpoint
+        """[`~transformers.Trainer.train`], made safe to interrupt and resume.
+
+        Half-written checkpoints (a process killed while saving) are moved aside as `checkpoint-N.incomplete`;
+        `resume_from_checkpoint=True` takes the newest complete one; learned projections are restored with the
+        student. SIGINT/SIGTERM save a checkpoint at the end of the current step and stop:
+        `self.stopped_by_signal` then names the signal.
+        """
+        if self.args.should_save:
+            for path in quarantine_incomplete_checkpoints(self.args.output_dir):
+                print(f"nlpkd: moved the half-written checkpoint aside: {path}", flush=True)
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {self.args.output_dir} holds no complete checkpoint: "
+                    "start without it, or give the path of a checkpoint-N folder."
+                )
+        elif resume_from_checkpoint and not is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(
+                f"{resume_from_checkpoint} is not a complete checkpoint (no trainer_state.json: it was "
+                "interrupted while saving or is not a checkpoint): resume from an earlier checkpoint-N."
             )
-            path = os.path.join(checkpoint, PROJECTIONS_FILE) if checkpoint else None
-            if path and os.path.isfile(path):
-                state = torch.load(path, map_location=self.args.device, weights_only=True)
-                self.projections.load_state_dict(state)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if resume_from_checkpoint and len(self.projections) > 0:
+            path = os.path.join(resume_from_checkpoint, PROJECTIONS_FILE)
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"{resume_from_checkpoint} has no {PROJECTIONS_FILE}: it was not written by a "
+                    "DistillationTrainer with the same hidden-state projections."
+                )
+            self.projections.load_state_dict(
+                torch.load(path, map_location=self.args.device, weights_only=True)
+            )
+        stopper = GracefulStop(self.accelerator)
+        self.add_callback(stopper)
+        try:
+            with stopper.installed():
+                output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            self.remove_callback(stopper)
+        self.stopped_by_signal = stopper.received
+        return output
 
     # ---- the loss ----------------------------------------------------------------------------
 
