@@ -48,6 +48,35 @@ def packaged_minilm_path() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
+def check_checkpoint(path: str | Path, role: str = "teacher") -> None:
+    """Raise a `ValueError` that says what to do when a local `path` cannot hold a saved model.
+
+    Hub ids (`name` or `namespace/name`) are left to `from_pretrained`, which reports its own errors.
+
+    Args:
+        path (`str` or `Path`): a folder written by `save_pretrained`, or a Hub id.
+        role (`str`, *optional*, defaults to `"teacher"`): names the model in the message.
+    """
+    text = str(path)
+    local = Path(text).expanduser()
+    # A Hub id has at most one "/" and is never absolute; anything else can only be a folder.
+    looks_local = (
+        local.exists() or local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+    )
+    if not looks_local:
+        return
+    if not local.exists():
+        raise ValueError(
+            f"The {role} {text} does not exist: give a folder written by save_pretrained "
+            "(config.json and the weights) or a Hub model id."
+        )
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ValueError(
+            f"The {role} folder {text} has no config.json, so it holds no saved model: give the "
+            "folder that save_pretrained wrote (config.json, the weights and the tokenizer files)."
+        )
+
+
 def has_trained_head(teacher: str, task: TaskSpec, trust_remote_code: bool = False) -> bool:
     """Whether a checkpoint already is a sequence classifier for this task (else it must be fine-tuned first).
 
@@ -74,7 +103,9 @@ def label_maps(names: Sequence[str] | None, task: TaskSpec) -> dict[str, Any]:
     }
 
 
-def align_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> None:
+def align_label_names(
+    model: PreTrainedModel, names: Sequence[str] | None, role: str = "teacher"
+) -> None:
     """Check a fine-tuned model's class names against the data's, and name anonymous classes after the data.
 
     A checkpoint fine-tuned on MNLI with another label order would otherwise be distilled and scored on shuffled
@@ -85,6 +116,8 @@ def align_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> No
     Args:
         model (`PreTrainedModel`): the teacher (its config is updated in place when its names are generic).
         names (`list[str]`, *optional*): the data's class names in label-id order.
+        role (`str`, *optional*, defaults to `"teacher"`): names the model in the message (`"student"` for a
+            `--student` checkpoint with its own head).
     """
     if not names:
         return
@@ -95,10 +128,15 @@ def align_label_names(model: PreTrainedModel, names: Sequence[str] | None) -> No
             model.config.label2id = {name: i for i, name in enumerate(names)}
         return
     if [id2label.get(i) for i in range(len(names))] != list(names):
+        advice = (
+            "Use a teacher fine-tuned with this label order, or fine-tune one from a base encoder "
+            "(--finetune_teacher always)."
+            if role == "teacher"
+            else f"Use a {role} trained with this label order, or its base encoder without a head."
+        )
         raise ValueError(
-            f"The teacher's labels {id2label} do not match the data's labels {dict(enumerate(names))}: "
-            "logit i must mean label i. Use a teacher fine-tuned with this label order, or fine-tune one "
-            "from a base encoder (--finetune_teacher always)."
+            f"The {role}'s labels {id2label} do not match the data's labels {dict(enumerate(names))}: "
+            f"logit i must mean label i. {advice}"
         )
 
 

@@ -184,14 +184,18 @@ def _yaml_to_argv(path: str, parser) -> list[str]:
             data = yaml.safe_load(handle) or {}
     except FileNotFoundError as err:
         raise UsageError(f"config file {path} does not exist.") from err
+    except OSError as err:
+        raise UsageError(
+            f"config file {path} cannot be read ({err.strerror}): give the path of a YAML file."
+        ) from err
     except yaml.YAMLError as err:
         raise UsageError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from err
     if not isinstance(data, dict):
         raise UsageError(
             f"config file {path} must hold a mapping of option: value, got {type(data).__name__}."
         )
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(set(data) - known)
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(data) - set(actions))
     if unknown:
         raise UsageError(
             f"config file {path} has unknown key(s): {', '.join(unknown)}. See `nlpkd distill --help` for "
@@ -203,8 +207,11 @@ def _yaml_to_argv(path: str, parser) -> list[str]:
             continue
         if isinstance(value, bool):
             argv += [f"--{key}", str(value).lower()]
-        elif isinstance(value, list):
+        elif isinstance(value, list) and actions[key].nargs in ("+", "*"):
             argv += [f"--{key}", *(str(v) for v in value)]
+        elif isinstance(value, list):
+            # One token, so argparse (or the field's own parser, e.g. layer_map) judges the whole list.
+            argv += [f"--{key}", json.dumps(value)]
         elif isinstance(value, dict):
             argv += [f"--{key}", json.dumps(value)]
         else:
@@ -295,6 +302,7 @@ def run_distill(
 ) -> dict:
     """The `nlpkd distill` job (or, with `finetune_only`, the `nlpkd finetune` job). Returns the report."""
     from transformers import (
+        AutoConfig,
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
@@ -305,7 +313,7 @@ def run_distill(
     from .hub import build_model_card, push_to_hub, write_model_card
     from .metrics import make_compute_metrics
     from .report import compression_report, format_summary, plot_report, save_metrics
-    from .student import create_student, num_encoder_layers
+    from .student import check_family, create_student, num_encoder_layers
     from .tasks import get_task, label_names, load_task_data, tokenize_dataset
     from .trainer import DistillationTrainer
 
@@ -317,9 +325,24 @@ def run_distill(
 
     raw = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
     names = label_names(raw, task)
+    api.check_checkpoint(teacher_path, "teacher")
+    if model_args.student:
+        api.check_checkpoint(model_args.student, "student")
+    else:
+        # Fail before any fine-tuning when no student can be built from this teacher.
+        check_family(
+            AutoConfig.from_pretrained(teacher_path, trust_remote_code=model_args.trust_remote_code)
+        )
     tokenizer = AutoTokenizer.from_pretrained(
         teacher_path, trust_remote_code=model_args.trust_remote_code
     )
+    if data_args.max_length > tokenizer.model_max_length:
+        print(
+            f"[nlpkd] --max_length {data_args.max_length} is more than the teacher's maximum of "
+            f"{tokenizer.model_max_length} tokens; using {tokenizer.model_max_length}.",
+            flush=True,
+        )
+        data_args.max_length = tokenizer.model_max_length
     data = tokenize_dataset(raw, tokenizer, task, max_length=data_args.max_length)
     if "train" not in data:
         raise UsageError("No training split: pass --train_file (and --validation_file).")
@@ -330,9 +353,15 @@ def run_distill(
         if split in data
     }
 
+    trained = api.has_trained_head(teacher_path, task, model_args.trust_remote_code)
+    if model_args.finetune_teacher == "never" and not trained:
+        raise UsageError(
+            f"--finetune_teacher never, but {teacher_path} has no trained classification head for "
+            f"{task.name} ({task.num_labels} labels): pass a fine-tuned teacher, or let nlpkd "
+            "fine-tune this one (--finetune_teacher auto)."
+        )
     finetune = model_args.finetune_teacher == "always" or (
-        model_args.finetune_teacher == "auto"
-        and not api.has_trained_head(teacher_path, task, model_args.trust_remote_code)
+        model_args.finetune_teacher == "auto" and not trained
     )
     if finetune_only and not finetune:
         raise UsageError(
@@ -369,11 +398,22 @@ def run_distill(
 
     num_layers, layers = _parse_student_layers(model_args.student_layers)
     if model_args.student:
-        student = AutoModelForSequenceClassification.from_pretrained(
-            model_args.student,
-            trust_remote_code=model_args.trust_remote_code,
-            **api.label_maps(names, task),
+        student_config = AutoConfig.from_pretrained(
+            model_args.student, trust_remote_code=model_args.trust_remote_code
         )
+        architectures = getattr(student_config, "architectures", None) or []
+        if any(name.endswith("ForSequenceClassification") for name in architectures):
+            # A trained head keeps its own classes: they are checked, never silently renamed.
+            student = AutoModelForSequenceClassification.from_pretrained(
+                model_args.student, trust_remote_code=model_args.trust_remote_code
+            )
+            api.align_label_names(student, names, role="student")
+        else:
+            student = AutoModelForSequenceClassification.from_pretrained(
+                model_args.student,
+                trust_remote_code=model_args.trust_remote_code,
+                **api.label_maps(names, task),
+            )
     else:
         student = create_student(teacher, num_layers=num_layers, layers=layers)
     # The command pushes once at the end, with the model card: the Trainer must not push checkpoints itself,

@@ -232,8 +232,14 @@ def _as_dataset(
                 f"{sorted(widths)} text(s) each. Give strings for one column, (first, second) "
                 "tuples for a pair."
             )
+        labels = list(labels)
+        if len({isinstance(label, str) for label in labels}) > 1:
+            raise ValueError(
+                f"{labels_name} mixes label names and numbers; use one kind throughout, e.g. "
+                "all names ('positive') or all ids (2)."
+            )
         columns = {name: [row[i] for row in rows] for i, name in enumerate(text_columns)}
-        columns[label_column] = list(labels)
+        columns[label_column] = labels
         dataset = datasets.Dataset.from_dict(columns)
     else:
         raise TypeError(

@@ -432,3 +432,12 @@ def select_forward_inputs(model: PreTrainedModel, batch: Mapping[str, Any]) -> d
     }
     accepted.discard("labels")
     return {key: value for key, value in batch.items() if key in accepted}
+
+
+def check_family(config: PreTrainedConfig) -> None:
+    """Raise the `ValueError` of an unsupported `model_type`: no student can be built from it.
+
+    Args:
+        config (`PreTrainedConfig`): the teacher's configuration.
+    """
+    _family(config)

@@ -294,9 +294,17 @@ def _read_json(path: Path) -> tuple[list[str], list[dict]]:
     else:
         records, line_numbers = [], []
         for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 records.append(json.loads(line))
-                line_numbers.append(number)
+            except json.JSONDecodeError as error:
+                # json counts lines within the one line it was given: say where it is in the file.
+                raise ValueError(
+                    f"Could not parse {path}: line {number} is not valid JSON ({error.msg} at "
+                    f"column {error.colno}). Expected one JSON object per line."
+                ) from error
+            line_numbers.append(number)
     columns: list[str] = []
     for record, number in zip(records, line_numbers, strict=True):
         if not isinstance(record, dict):
@@ -317,6 +325,11 @@ def _read_records(path_like: str | os.PathLike[str]) -> tuple[list[str], list[di
         raise ValueError(
             f"Cannot read {path}: unknown extension {suffix or '(none)'!r}. Accepted formats: "
             f"{_ACCEPTED_FORMATS}."
+        )
+    if path.is_dir():
+        raise ValueError(
+            f"Cannot read {path}: it is a directory. Give the path of a data file "
+            f"({_ACCEPTED_FORMATS})."
         )
     if not path.is_file():
         raise ValueError(f"Cannot read {path}: no such file. Give the path of an existing file.")
@@ -805,6 +818,17 @@ def tokenize_dataset(
     spec = _resolve(task)
     if max_length < 1:
         raise ValueError(f"max_length must be a positive number of tokens, got {max_length}.")
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < max_length:
+        # Positions past the model's maximum do not exist: longer inputs would crash its forward pass.
+        max_length = model_max
+    vocab_size = len(tokenizer.get_vocab())
+    if vocab_size <= len(set(tokenizer.all_special_tokens)):
+        raise ValueError(
+            f"The tokenizer knows only its {vocab_size} special tokens, so every word would become "
+            f"{tokenizer.unk_token}: it was loaded from a folder without tokenizer files. Save the "
+            "model's tokenizer there with tokenizer.save_pretrained(folder)."
+        )
     for split, dataset in data.items():
         missing = [c for c in spec.text_columns if c not in dataset.column_names]
         if missing:

@@ -180,7 +180,19 @@ class DistillationTrainer(Trainer):
         if isinstance(teacher, str):
             from transformers import AutoModelForSequenceClassification
 
-            teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
+            from .api import check_checkpoint
+
+            check_checkpoint(teacher, "teacher")
+            name = teacher
+            teacher, info = AutoModelForSequenceClassification.from_pretrained(
+                name, output_loading_info=True
+            )
+            if info["missing_keys"]:
+                raise ValueError(
+                    f"The teacher {name} has no trained classification head (weights not in the "
+                    f"checkpoint: {sorted(info['missing_keys'])[:4]}): fine-tune it on the task "
+                    "first, or pass a fine-tuned teacher."
+                )
         if teacher is model:
             raise ValueError(
                 "The teacher and the student are the same object: pass a separate student."

@@ -288,7 +288,7 @@ def test_malformed_jsonl_message(tmp_path: Path) -> None:
     path.write_text(
         '{"sentence": "a", "label": 1}\n{"sentence": "b", "label": \n', encoding="utf-8"
     )
-    with pytest.raises(ValueError, match=rf"Could not parse {path} \(JSONDecodeError"):
+    with pytest.raises(ValueError, match=rf"Could not parse {path}: line 2 is not valid JSON"):
         load_task_data("sst2", train_file=str(path), validation_file=str(path))
 
 
