@@ -3,7 +3,7 @@
 ```python
 from nlpkd.quick import distill
 
-result = distill(teacher, texts, labels=labels, eval_data=(eval_texts, eval_labels),
+result = distill(teacher, texts, labels=labels, eval_data=eval_texts, eval_labels=eval_labels,
                  student_layers=3, num_train_epochs=3)
 result.save("my-student")   # then: pipeline("text-classification", model="my-student")
 ```
@@ -48,7 +48,7 @@ from .trainer import DistillationTrainer
 
 __all__ = ["DEFAULT_CONFIG", "DistillationResult", "distill", "finetune"]
 
-# The file names the `nlpkd distill` command writes, so both produce the same folder layout.
+# The plot's file name in the `nlpkd distill` command, so that both write the same folder layout.
 PLOT_NAME = "distillation.png"
 
 # Defaults of `distill` that differ from TrainingArguments' own (keyword arguments win): the
@@ -95,7 +95,7 @@ class DistillationResult:
         student ([`~transformers.PreTrainedModel`]):
             The distilled student, in eval mode, named with the teacher's labels.
         teacher ([`~transformers.PreTrainedModel`]):
-            The teacher, unchanged.
+            The teacher, with unchanged weights (the trainer froze it and put it in eval mode).
         report (`dict`):
             The [`~nlpkd.report.compression_report`]: metrics of both models per split,
             `main_metric`, `main_split`, `retention`, parameters, size on disk and, when
@@ -116,8 +116,9 @@ class DistillationResult:
 
         The folder gets the student (`config.json`, `model.safetensors`), the tokenizer, the
         report as `metrics.json`, the loss and compression plot `distillation.png`, and, with
-        `model_card`, a Hub model card `README.md`: the same files as `nlpkd distill`, ready for
-        [`nlpkd.hub.push_to_hub`]. Existing files of the same names are replaced.
+        `model_card`, a Hub model card `README.md`: the files of `nlpkd distill` but its YAML
+        config, ready for [`nlpkd.hub.push_to_hub`]. Existing files of the same names are
+        replaced.
 
         Args:
             output_dir (`str` or `Path`):
@@ -164,6 +165,13 @@ def _text_columns(text_column: str | Sequence[str]) -> tuple[str, ...]:
     return columns
 
 
+def _as_list(data: Any) -> Any:
+    # A pandas Series or a NumPy array of texts (df["text"]) is a list of texts too.
+    if type(data).__name__ in ("Series", "ndarray") and hasattr(data, "tolist"):
+        return data.tolist()
+    return data
+
+
 def _is_text_list(data: Any) -> bool:
     return isinstance(data, Sequence) and not isinstance(data, str | bytes | Mapping)
 
@@ -194,6 +202,8 @@ def _as_dataset(
 ) -> datasets.Dataset:
     """Any accepted input kind -> a `Dataset` with exactly the text columns and a `label` column."""
     labels_name = "labels" if role == "train_data" else "eval_labels"
+    data = _as_list(data)
+    labels = _as_list(labels)
     if isinstance(data, datasets.DatasetDict):
         raise ValueError(
             f"{role} is a DatasetDict with splits {list(data)}; pass one split, e.g. "
@@ -282,7 +292,11 @@ def _is_generic(names: Sequence[str]) -> bool:
 
 
 def _encode_labels(
-    dataset: datasets.Dataset, names: list[str] | None, role: str, owner: str
+    dataset: datasets.Dataset,
+    names: list[str] | None,
+    role: str,
+    owner: str,
+    remedy: str = "or a teacher fine-tuned on your labels (nlpkd.quick.finetune)",
 ) -> datasets.Dataset:
     """Replace `label` by class ids in the order of `names` (or float32 values when `names` is None).
 
@@ -336,8 +350,7 @@ def _encode_labels(
         shown = ", ".join(repr(v) for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         raise ValueError(
             f"{role} has labels that {owner} does not know: {shown}. Its labels are "
-            f"{dict(enumerate(names))}: use these names or ids 0..{len(names) - 1}, or a teacher "
-            "fine-tuned on your labels (nlpkd.quick.finetune)."
+            f"{dict(enumerate(names))}: use these names or ids 0..{len(names) - 1}, {remedy}."
         )
     return dataset.remove_columns("label").add_column(
         "label", ids, feature=datasets.ClassLabel(names=list(names))
@@ -603,9 +616,7 @@ def distill(
     if tokenizer is None:
         source = str(teacher) if isinstance(teacher, str | Path) else _model_name(teacher_model)
         tokenizer = _load_tokenizer(source, "The teacher")
-    columns = _pair_aware_columns(train_data, _text_columns(text_column))
-    config = _make_config(args, config_kwargs)
-
+    columns = _pair_aware_columns(_as_list(train_data), _text_columns(text_column))
     train = _as_dataset(train_data, labels, columns, label_column, "train_data")
     evaluation = (
         None
@@ -625,6 +636,7 @@ def distill(
     if evaluation is not None:
         evaluation = _encode_labels(evaluation, names, "eval_data", owner)
 
+    config = _make_config(args, config_kwargs)
     task = _custom_task(columns, teacher_model.config.num_labels)
     main_split = "validation" if evaluation is not None else "train"
     raw = datasets.DatasetDict({"train": train})
@@ -758,7 +770,7 @@ def finetune(
     """
     if tokenizer is None:
         tokenizer = _load_tokenizer(str(base), f"The base model {base!r}")
-    columns = _pair_aware_columns(train_data, _text_columns(text_column))
+    columns = _pair_aware_columns(_as_list(train_data), _text_columns(text_column))
     train = _as_dataset(train_data, labels, columns, label_column, "train_data")
     if regression:
         names = None
@@ -778,7 +790,9 @@ def finetune(
             f"The data has a single class {names}: a classifier needs at least two. Check the "
             "label column, or pass label_names=[...] with every class."
         )
-    train = _encode_labels(train, names, "train_data", "label_names")
+    train = _encode_labels(
+        train, names, "train_data", "label_names", remedy="or add the missing names to label_names"
+    )
     task = _custom_task(columns, 1 if names is None else len(names))
     data = tokenize_dataset(datasets.DatasetDict({"train": train}), tokenizer, task, max_length)
     output_dir = (

@@ -7,7 +7,6 @@ JSON-serialisable dict so that it can be written next to the student (`metrics.j
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import statistics
@@ -22,6 +21,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers.utils import logging as hf_logging
+
+from .student import select_forward_inputs
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,20 +95,6 @@ def size_on_disk_mb(model: PreTrainedModel) -> float:
             hf_logging.enable_progress_bar()
 
 
-def _forward_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-    # Keep only the inputs the model's forward names: a DistilBERT student has no token_type_ids,
-    # and its `**kwargs` would not reject them, so a catch-all must not count as "accepted".
-    parameters = inspect.signature(model.forward).parameters.values()
-    named = {
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
-    if not named:
-        return dict(batch)
-    return {key: value for key, value in batch.items() if key in named}
-
-
 def _model_device(model: torch.nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -167,7 +154,7 @@ def measure_latency(
         name: [
             {
                 key: value.to(devices[name]) if isinstance(value, Tensor) else value
-                for key, value in _forward_inputs(model, batch).items()
+                for key, value in select_forward_inputs(model, batch).items()
                 if key != "labels"
             }
             for batch in batches

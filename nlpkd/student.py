@@ -397,25 +397,22 @@ def default_layer_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dic
     }
 
 
-def select_forward_inputs(model: PreTrainedModel, batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Keeps the entries of a batch that a model's `forward` takes by name, never `labels`.
+def forward_input_names(model: torch.nn.Module) -> set[str] | None:
+    """The batch keys a model's `forward` takes by name, never `labels`.
 
     A teacher and a student of different families take different inputs: a BERT teacher takes
-    `token_type_ids`, a DistilBERT student does not. Each model is given only the keys that are
-    named parameters of its `forward`; a catch-all `**kwargs` does not count, since in
-    transformers it carries flags and loss arguments rather than batch columns. `labels` is always
-    dropped so that the models do not compute their own loss. Wrappers with a `module` attribute
-    (DDP, DeepSpeed) or `_orig_mod` (`torch.compile`) are looked through.
+    `token_type_ids`, a DistilBERT student does not. Only named parameters of `forward` count; a
+    catch-all `**kwargs` does not, since in transformers it carries flags and loss arguments rather
+    than batch columns. Wrappers with a `module` attribute (DDP, DeepSpeed) or `_orig_mod`
+    (`torch.compile`) are looked through.
 
     Args:
-        model ([`~transformers.PreTrainedModel`]):
+        model (`torch.nn.Module`):
             The model whose `forward` signature decides.
-        batch (`Mapping[str, Any]`):
-            The collated batch, e.g. `input_ids`, `attention_mask`, `token_type_ids`, `labels`.
 
     Returns:
-        `dict[str, Any]`: A new dict with the accepted entries, in the batch's order; the values
-        are the batch's own objects.
+        `set[str]` or `None`: the accepted names; `None` when `forward` names no parameter at all (a
+        plain `**kwargs` module), which then takes every key but `labels`.
     """
     module: Any = model
     while not isinstance(module, PreTrainedModel):
@@ -430,8 +427,33 @@ def select_forward_inputs(model: PreTrainedModel, batch: Mapping[str, Any]) -> d
         for name, parameter in inspect.signature(module.forward).parameters.items()
         if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
     }
+    if not accepted:
+        return None
     accepted.discard("labels")
-    return {key: value for key, value in batch.items() if key in accepted}
+    return accepted
+
+
+def select_forward_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Keeps the entries of a batch that a model's `forward` takes by name, never `labels`.
+
+    See [`forward_input_names`] for the rule.
+
+    Args:
+        model (`torch.nn.Module`):
+            The model whose `forward` signature decides.
+        batch (`Mapping[str, Any]`):
+            The collated batch, e.g. `input_ids`, `attention_mask`, `token_type_ids`, `labels`.
+
+    Returns:
+        `dict[str, Any]`: A new dict with the accepted entries, in the batch's order; the values
+        are the batch's own objects.
+    """
+    accepted = forward_input_names(model)
+    return {
+        key: value
+        for key, value in batch.items()
+        if (key in accepted if accepted is not None else key != "labels")
+    }
 
 
 def check_family(config: PreTrainedConfig) -> None:

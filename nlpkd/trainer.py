@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,16 +22,10 @@ from .checkpoints import (
 )
 from .config import DistillationConfig
 from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
-from .student import default_layer_map, num_encoder_layers
+from .student import default_layer_map, forward_input_names, num_encoder_layers
 
 PROJECTIONS_FILE = "nlpkd_projections.pt"
 LOSS_COMPONENTS = ("kd", "ce", "hidden", "attn")
-
-
-def _forward_keys(model: nn.Module) -> set[str]:
-    """The named arguments of the model's `forward` (`**kwargs` is not a licence to pass anything)."""
-    params = inspect.signature(model.forward).parameters
-    return {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
 
 
 def _is_generic_label_map(id2label: Mapping[int, str]) -> bool:
@@ -217,8 +210,8 @@ class DistillationTrainer(Trainer):
         # The Trainer checks that the model accepts `num_items_in_batch` to decide on loss scaling; ours does not.
         self.model_accepts_loss_kwargs = False
 
-        self._student_keys = _forward_keys(self.model)
-        self._teacher_keys = _forward_keys(teacher)
+        self._student_keys = forward_input_names(self.model) or set()
+        self._teacher_keys = forward_input_names(teacher) or set()
         # The Trainer keeps only the columns of the student's forward; the teacher may need more
         # (a BERT teacher reads token_type_ids behind a DistilBERT student).
         self._signature_columns = sorted(
