@@ -448,10 +448,17 @@ def run_distill(
         )
         return {"stopped_by_signal": trainer.stopped_by_signal, "checkpoint": checkpoint}
     student = trainer.model.eval()
+    # Every process takes part in saving (FSDP and DeepSpeed gather the weights), and in evaluation.
+    trainer.save_model(str(output_dir))
 
     print("[nlpkd] evaluating teacher and student ...", flush=True)
     teacher_metrics = api.evaluate_model(teacher, eval_splits, task, tokenizer, args)
     student_metrics = api.evaluate_model(student, eval_splits, task, tokenizer, args)
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        # One process measures and writes: latency measured by several processes at once on one machine
+        # would be meaningless, and the files and the push happen once.
+        return {"teacher": teacher_metrics, "student": student_metrics}
     batches = None
     if data_args.latency_batches > 0:
         batches = api.latency_batches(
@@ -480,7 +487,6 @@ def run_distill(
         train_examples=len(data["train"]),
     )
 
-    trainer.save_model(str(output_dir))
     save_metrics(report, output_dir)
     save_config(output_dir / CONFIG_NAME, "distill", model_args, data_args, args)
     plot_report(report, trainer.state.log_history, output_dir / PLOT_NAME)

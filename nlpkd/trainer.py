@@ -266,6 +266,9 @@ class DistillationTrainer(Trainer):
     def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
         if self.is_deepspeed_enabled:
             return self._prepare_deepspeed_teacher(teacher)
+        if self.is_fsdp_enabled:
+            # FSDP places only what it wraps, and the frozen teacher is not wrapped.
+            teacher.to(self.args.device)
         return self.accelerator.prepare_model(teacher, evaluation_mode=True)
 
     def _prepare_deepspeed_teacher(self, teacher: PreTrainedModel) -> nn.Module:
