@@ -16,17 +16,22 @@ __version__ = "0.1.0"
 
 from .config import DistillationConfig
 from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
+from .quick import DistillationResult, distill, finetune
 from .student import SUPPORTED_FAMILIES, create_student, default_layer_map
-from .trainer import DistillationTrainer
+from .trainer import DistillationTrainer, NonFiniteLossError
 
 __all__ = [
     "SUPPORTED_FAMILIES",
     "DistillationConfig",
+    "DistillationResult",
     "DistillationTrainer",
+    "NonFiniteLossError",
     "__version__",
     "attention_loss",
     "create_student",
     "default_layer_map",
+    "distill",
+    "finetune",
     "hard_label_loss",
     "hidden_state_loss",
     "soft_kl_loss",

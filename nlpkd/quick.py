@@ -393,6 +393,7 @@ def _load_teacher(teacher: PreTrainedModel | str) -> PreTrainedModel:
             f"teacher must be a transformers PreTrainedModel or a path / Hub id, got "
             f"{type(teacher).__name__}."
         )
+    api.check_checkpoint(teacher, "teacher")
     architectures = getattr(AutoConfig.from_pretrained(str(teacher)), "architectures", None) or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise ValueError(
@@ -444,6 +445,7 @@ def _build_student(
     if isinstance(student, PreTrainedModel):
         return student
     if student is not None:
+        api.check_checkpoint(student, "student")
         num_labels = teacher.config.num_labels
         maps: dict[str, Any] = {"num_labels": num_labels}
         if names is not None:
@@ -616,6 +618,10 @@ def distill(
     if tokenizer is None:
         source = str(teacher) if isinstance(teacher, str | Path) else _model_name(teacher_model)
         tokenizer = _load_tokenizer(source, "The teacher")
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < max_length:
+        # Longer inputs have no position embeddings; tokenization and the latency batches agree.
+        max_length = model_max
     columns = _pair_aware_columns(_as_list(train_data), _text_columns(text_column))
     train = _as_dataset(train_data, labels, columns, label_column, "train_data")
     evaluation = (
