@@ -49,6 +49,29 @@ def tiny_bert(seed: int = 0, **overrides):
     return BertForSequenceClassification(tiny_bert_config(**overrides)).eval()
 
 
+def tiny_distilbert_student(dim: int = 16):
+    """A 2-layer DistilBERT with the tiny BERT's vocabulary and labels, narrower than the teacher."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(3)
+    teacher_cfg = tiny_bert_config()
+    config = DistilBertConfig(
+        vocab_size=teacher_cfg.vocab_size,
+        dim=dim,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=29,
+        max_position_embeddings=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        seq_classif_dropout=0.0,
+        num_labels=3,
+        id2label=teacher_cfg.id2label,
+        label2id=teacher_cfg.label2id,
+    )
+    return DistilBertForSequenceClassification(config)
+
+
 @pytest.fixture
 def tiny_tokenizer(tmp_path_factory):
     from transformers import BertTokenizerFast

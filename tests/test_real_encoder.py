@@ -45,19 +45,39 @@ def test_short_distillation_with_all_losses_brings_the_student_closer(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     data = load_bbc_news(seed=0)
-    train = tokenize_dataset({"train": data["train"].select(range(96))}, tokenizer, "bbc_news", max_length=64)
-    held = tokenize_dataset({"v": data["validation"].select(range(48))}, tokenizer, "bbc_news", max_length=64)
+    train = tokenize_dataset(
+        {"train": data["train"].select(range(96))}, tokenizer, "bbc_news", max_length=64
+    )
+    held = tokenize_dataset(
+        {"v": data["validation"].select(range(48))}, tokenizer, "bbc_news", max_length=64
+    )
     collate = DataCollatorWithPadding(tokenizer)
     held_batch = collate([held["v"][i] for i in range(len(held["v"]))])
 
     before = held_out_kl(student, teacher, held_batch)
     args = DistillationConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, num_train_epochs=2, learning_rate=1e-4,
-        alpha_kd=1.0, alpha_ce=0.1, alpha_hidden=1.0, alpha_attn=1.0, temperature=2.0,
-        logging_steps=4, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        learning_rate=1e-4,
+        alpha_kd=1.0,
+        alpha_ce=0.1,
+        alpha_hidden=1.0,
+        alpha_attn=1.0,
+        temperature=2.0,
+        logging_steps=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
     )
     trainer = DistillationTrainer(
-        model=student, teacher=teacher, args=args, train_dataset=train["train"], data_collator=collate
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=train["train"],
+        data_collator=collate,
     )
     trainer.train()
     after = held_out_kl(trainer.model, teacher, held_batch)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_dataset, tiny_bert, tiny_bert_config
+from conftest import random_dataset, tiny_bert, tiny_distilbert_student
 from safetensors.torch import load_file
-from transformers import DistilBertConfig, DistilBertForSequenceClassification, TrainerCallback
+from transformers import TrainerCallback
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
 from nlpkd.checkpoints import last_complete_checkpoint
@@ -30,31 +30,10 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def distilbert_student():
-    torch.manual_seed(3)
-    cfg = tiny_bert_config()
-    return DistilBertForSequenceClassification(
-        DistilBertConfig(
-            vocab_size=cfg.vocab_size,
-            dim=16,
-            n_layers=2,
-            n_heads=4,
-            hidden_dim=29,
-            max_position_embeddings=64,
-            dropout=0.0,
-            attention_dropout=0.0,
-            seq_classif_dropout=0.0,
-            num_labels=3,
-            id2label=cfg.id2label,
-            label2id=cfg.label2id,
-        )
-    )
-
-
 def make_trainer(tmp_path, name, variant, tokenizer, callbacks=()):
     teacher = tiny_bert(seed=1)
     if variant == "projections":
-        student, extra = distilbert_student(), {"alpha_hidden": 1.0}
+        student, extra = tiny_distilbert_student(), {"alpha_hidden": 1.0}
     else:
         student, extra = create_student(teacher, 2), {"teacher_cache": True}
     args = DistillationConfig(

@@ -8,12 +8,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import random_dataset, tiny_bert, tiny_bert_config
+from conftest import random_dataset, tiny_bert, tiny_distilbert_student
 from safetensors.torch import load_file
 from transformers import (
     DataCollatorWithPadding,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
 )
 from transformers.trainer_pt_utils import LabelSmoother
 
@@ -225,26 +223,6 @@ def test_eval_gives_compute_metrics_student_logits_only(tmp_path):
         ).logits
     np.testing.assert_allclose(predictions, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert "eval_accuracy" in metrics and "eval_kd" in metrics
-
-
-def tiny_distilbert_student(dim: int = 16):
-    torch.manual_seed(3)
-    teacher_cfg = tiny_bert_config()
-    config = DistilBertConfig(
-        vocab_size=teacher_cfg.vocab_size,
-        dim=dim,
-        n_layers=2,
-        n_heads=4,
-        hidden_dim=29,
-        max_position_embeddings=64,
-        dropout=0.0,
-        attention_dropout=0.0,
-        seq_classif_dropout=0.0,
-        num_labels=3,
-        id2label=teacher_cfg.id2label,
-        label2id=teacher_cfg.label2id,
-    )
-    return DistilBertForSequenceClassification(config)
 
 
 def test_bert_teacher_keeps_token_type_ids_behind_distilbert_student(tmp_path):
