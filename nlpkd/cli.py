@@ -155,6 +155,7 @@ class UsageError(ValueError):
 
 
 def _parser(command: str):
+    import torch
     from transformers import HfArgumentParser
 
     from .config import DistillationConfig
@@ -174,6 +175,8 @@ def _parser(command: str):
         ),
     )
     parser.set_defaults(**CLI_DEFAULTS)
+    # Pinned memory only helps copies to a GPU; without one, torch warns about it on every data loader.
+    parser.set_defaults(dataloader_pin_memory=torch.cuda.is_available())
     return parser
 
 
