@@ -87,6 +87,7 @@ class GracefulStop(TrainerCallback):
         self.stopped_at: int | None = None
 
     def request(self, signum: int, frame) -> None:
+        """The signal handler: note the request (a second SIGINT aborts at once)."""
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C means "now"
         self.received = signal.Signals(signum).name

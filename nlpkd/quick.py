@@ -149,6 +149,36 @@ class DistillationResult:
             write_model_card(card, output_dir)
         return output_dir
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        output_dir: str | Path | None = None,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+    ) -> str:
+        """Save the student with its card and report, then upload them to a Hub model repository.
+
+        Args:
+            repo_id (`str`):
+                The repository, e.g. `"your-name/bbc-minilm-l3"`; created when missing.
+            output_dir (`str` or `Path`, *optional*):
+                Where the files are written first; a temporary folder when not given.
+            token (`str`, *optional*):
+                A Hub token; by default the one saved by `hf auth login` or `HF_TOKEN`.
+            private (`bool`, *optional*):
+                Create the repository as private.
+
+        Returns:
+            `str`: the URL of the upload's commit.
+        """
+        from .hub import push_to_hub
+
+        if output_dir is None:
+            output_dir = tempfile.mkdtemp(prefix="nlpkd-push-")
+        folder = self.save(output_dir)
+        return push_to_hub(folder, repo_id, token=token, private=private)
+
 
 # --------------------------------------------------------------------------------------------
 # Data: anything table-like -> a Dataset with the text columns and an encoded `label` column

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -517,6 +518,109 @@ class DistillationTrainer(Trainer):
             value = value.detach().float()
             sums[name] = sums[name] + value if name in sums else value
         self._component_counts[mode] += 1
+
+    # ---- the Hub -----------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Write nlpkd's model card as `README.md` in `output_dir`; `push_to_hub` uploads it.
+
+        The card names the teacher, the layers the student was built from, the loss settings and the
+        student's results: those of `metrics.json` in `output_dir` when the run wrote one (the `nlpkd`
+        command and `DistillationResult.save` do), else the last evaluation in the log history. Before any
+        evaluation it falls back to the Trainer's own card, tagged `distillation` and `nlpkd`.
+
+        Args:
+            language (`str`, *optional*): passed to the Trainer's card when it is used.
+            license (`str`, *optional*): the license in the card's metadata.
+            tags (`str` or `list[str]`, *optional*): passed to the Trainer's card when it is used.
+            model_name (`str`, *optional*): the name in the card.
+            finetuned_from (`str`, *optional*): the teacher's name, when its config does not say it.
+            tasks (`str` or `list[str]`, *optional*): passed to the Trainer's card when it is used.
+            dataset_tags (`str` or `list[str]`, *optional*): passed to the Trainer's card when it is used.
+            dataset (`str` or `list[str]`, *optional*): the Hub dataset the student was trained on.
+            dataset_args (`str` or `list[str]`, *optional*): passed to the Trainer's card when it is used.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .api import distillation_args_summary
+        from .hub import build_model_card, write_model_card
+
+        report = self._card_report()
+        teacher_name = (
+            finetuned_from or getattr(self.teacher_model.config, "_name_or_path", "") or "teacher"
+        )
+        if report is None:
+            extra = [tags] if isinstance(tags, str) else list(tags or [])
+            super().create_model_card(
+                language=language,
+                license=license,
+                tags=[*extra, "distillation", "nlpkd"],
+                model_name=model_name,
+                finetuned_from=teacher_name,
+                tasks=tasks,
+                dataset_tags=dataset_tags,
+                dataset=dataset,
+                dataset_args=dataset_args,
+            )
+            return
+        student = self.accelerator.unwrap_model(self.model)
+        card = build_model_card(
+            report,
+            teacher_name=teacher_name,
+            teacher_layers=getattr(student.config, "nlpkd_teacher_layers", None),
+            student_layers=num_encoder_layers(student),
+            loss_config=distillation_args_summary(self.args),
+            dataset_name=dataset if isinstance(dataset, str) else None,
+            license=license,
+            model_name=model_name,
+        )
+        write_model_card(card, self.args.output_dir)
+
+    @property
+    def teacher_model(self) -> PreTrainedModel:
+        """The teacher as a `PreTrainedModel`, whatever wraps it for distributed inference."""
+        return self.accelerator.unwrap_model(self.teacher)
+
+    def _card_report(self) -> dict[str, Any] | None:
+        path = os.path.join(self.args.output_dir, "metrics.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                report = json.load(handle)
+            if report.get("student") and report.get("main_split") in report["student"]:
+                return report
+        # Fall back on the last evaluation: its metrics, less losses, components and timings.
+        skip = {
+            "loss",
+            "runtime",
+            "samples_per_second",
+            "steps_per_second",
+            "model_preparation_time",
+            *LOSS_COMPONENTS,
+        }
+        for log in reversed(self.state.log_history):
+            metrics = {
+                key[len("eval_") :]: value
+                for key, value in log.items()
+                if key.startswith("eval_") and key[len("eval_") :] not in skip
+            }
+            if metrics:
+                return {
+                    "student": {"validation": metrics},
+                    "main_split": "validation",
+                    "main_metric": next(iter(metrics)),
+                }
+        return None
 
     # ---- evaluation and logging ---------------------------------------------------------------
 

@@ -364,3 +364,32 @@ def test_python_samples_compile_and_import_existing_names(page):
                     assert hasattr(module, alias.name), (
                         f"docs/{page} imports {alias.name} from {node.module}, which has no such name"
                     )
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import nlpkd
+
+    missing = []
+    for info in pkgutil.iter_modules(nlpkd.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"nlpkd.{info.name}")
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                if not (obj.__doc__ or "").strip():
+                    missing.append(f"nlpkd.{info.name}.{name}")
+                if inspect.isclass(obj):
+                    for attr, member in vars(obj).items():
+                        if attr.startswith("_") or not inspect.isfunction(member):
+                            continue
+                        if not (member.__doc__ or "").strip() and not any(
+                            attr in vars(base) for base in obj.__mro__[1:]
+                        ):
+                            missing.append(f"nlpkd.{info.name}.{name}.{attr}")
+    assert not missing, f"public API without a docstring: {missing}"

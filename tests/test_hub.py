@@ -309,3 +309,43 @@ def test_push_refuses_a_directory_without_weights(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="is not a Hub repo id"):
         push_to_hub(tmp_path, "a/b/c")
     assert hub.created == [] and hub.uploads == []
+
+
+def test_trainer_push_to_hub_writes_the_nlpkd_card(tmp_path):
+    """The Trainer's own push_to_hub path (args.push_to_hub) calls create_model_card: it must be ours."""
+    from conftest import random_dataset, tiny_bert
+    from huggingface_hub import ModelCard
+
+    from nlpkd import DistillationConfig, DistillationTrainer, create_student
+
+    teacher = tiny_bert(seed=1)
+    teacher.config._name_or_path = "someone/tiny-teacher"
+    student = create_student(teacher, num_layers=2)
+    args = DistillationConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=random_dataset(4, 8),
+        eval_dataset=random_dataset(4, 8, seed=2),
+        compute_metrics=lambda p: {
+            "accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())
+        },
+    )
+    trainer.train()
+    accuracy = trainer.evaluate()["eval_accuracy"]
+    trainer.create_model_card(license="apache-2.0")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model == "someone/tiny-teacher"
+    assert {"distillation", "nlpkd"} <= set(card.data.tags)
+    assert card.data.license == "apache-2.0"
+    assert card.data.eval_results[0].metric_type == "accuracy"
+    assert card.data.eval_results[0].metric_value == pytest.approx(accuracy)
+    assert "teacher layers [0, 2]" in card.text or "[0, 2]" in card.text

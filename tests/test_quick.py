@@ -549,3 +549,29 @@ def test_python_api_doc_snippets_run_in_order(tmp_path, monkeypatch):
     assert (tmp_path / "my-student-full" / "model.safetensors").is_file()
     assert namespace["teacher"].config.id2label == {0: "business", 1: "sport", 2: "tech"}
     assert namespace["classifier"]("Shares rose.")[0]["label"] in {"business", "sport", "tech"}
+
+
+def test_result_push_to_hub_uploads_the_saved_folder(tiny_tokenizer, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    seen = {}
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: seen.setdefault("created", repo_id)
+    )
+
+    def upload(self, *, folder_path, repo_id, allow_patterns=None, **kw):
+        seen["folder"], seen["repo"], seen["patterns"] = folder_path, repo_id, allow_patterns
+        return type("Commit", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload)
+    texts, labels = _texts(12), _names(12)
+    result = distill(
+        tiny_bert(), texts, labels=labels, tokenizer=tiny_tokenizer, student_layers=2, **FAST
+    )
+    url = result.push_to_hub("someone/tiny", tmp_path / "out")
+    assert url == "https://hub.example/someone/tiny/commit/1"
+    assert seen["created"] == seen["repo"] == "someone/tiny"
+    assert str(seen["folder"]) == str(tmp_path / "out")
+    assert {"README.md", "config.json", "model.safetensors", "metrics.json"} <= set(
+        seen["patterns"]
+    )

@@ -383,18 +383,18 @@ def test_config_serialises_layer_map(tmp_path):
     assert json.loads(args.to_json_string())["layer_map"] == {"0": 1, "1": 3}
 
 
-def test_bf16_mixed_precision_with_half_precision_teacher(tmp_path):
+@pytest.mark.parametrize(("flag", "dtype"), [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_mixed_precision_with_half_precision_teacher(tmp_path, flag, dtype):
     teacher = tiny_bert(seed=1)
     student = create_student(teacher, num_layers=2)
-    args = make_config(tmp_path, **all_losses(), bf16=True, teacher_dtype="bfloat16", max_steps=2)
+    args = make_config(tmp_path, **all_losses(), **{flag: True}, teacher_dtype=dtype, max_steps=2)
     trainer = DistillationTrainer(
         model=student, teacher=teacher, args=args, train_dataset=random_dataset(8, 8)
     )
     trainer.train()
-    assert next(trainer.teacher.parameters()).dtype == torch.bfloat16
-    assert (
-        next(trainer.model.parameters()).dtype == torch.float32
-    )  # autocast, master weights stay fp32
+    assert next(trainer.teacher.parameters()).dtype == getattr(torch, dtype)
+    # autocast: the student's master weights stay in float32
+    assert next(trainer.model.parameters()).dtype == torch.float32
     logs = [log for log in trainer.state.log_history if "kd" in log]
     assert len(logs) == 2 and all(
         np.isfinite([log[k] for k in ("kd", "ce", "hidden", "attn")]).all() for log in logs
