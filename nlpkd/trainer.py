@@ -434,12 +434,8 @@ class DistillationTrainer(Trainer):
         if want_attn:
             extra["output_attentions"] = True
 
-        student_inputs = {
-            k: v for k, v in inputs.items() if k in self._student_keys and k != "labels"
-        }
-        teacher_inputs = {
-            k: v for k, v in inputs.items() if k in self._teacher_keys and k != "labels"
-        }
+        student_inputs = {k: v for k, v in inputs.items() if k in self._student_keys}
+        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_keys}
         student_out = model(**student_inputs, **extra)
         cached = inputs.get(CACHE_COLUMN)
         if cached is not None and not extra:
