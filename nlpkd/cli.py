@@ -7,6 +7,7 @@ given on the command line win over it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import shlex
@@ -111,11 +112,19 @@ class DataArguments:
 
     _argument_group_name = "nlpkd: data and report"
 
-    task: str = field(
-        default="bbc_news",
+    task: str | None = field(
+        default=None,
         metadata={
-            "help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or 'bbc_news', the "
-            "packaged offline default."
+            "help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), 'custom' (your own "
+            "files, labels taken from them) or 'bbc_news' (the packaged offline corpus). Default: "
+            "'custom' when --train_file is given, else 'bbc_news'."
+        },
+    )
+    text_columns: str = field(
+        default="text",
+        metadata={
+            "help": "Text column(s) of custom data: one, or two comma-separated for sentence pairs "
+            "(e.g. 'question,answer'). The label column is 'label'."
         },
     )
     train_file: str | None = field(
@@ -167,6 +176,8 @@ def _parser(command: str):
 
     parser = Parser(
         (ModelArguments, DataArguments, DistillationConfig),
+        # An abbreviated flag would silently mean whichever option it happens to prefix.
+        allow_abbrev=False,
         prog=f"nlpkd {command}",
         description=(
             "Distil a teacher into a student with fewer layers and report the compression."
@@ -234,9 +245,17 @@ def parse_arguments(command: str, argv: list[str]):
             raise UsageError("--config needs a path to a YAML file.")
         argv = _yaml_to_argv(argv[at + 1], parser) + argv[:at] + argv[at + 2 :]
     try:
-        model_args, data_args, args = parser.parse_args_into_dataclasses(argv)
+        model_args, data_args, args, unknown = parser.parse_args_into_dataclasses(
+            argv, return_remaining_strings=True
+        )
     except ValueError as err:
         raise UsageError(str(err)) from err
+    if unknown:
+        options = [o for action in parser._actions for o in action.option_strings]
+        flag = next((u for u in unknown if u.startswith("--")), unknown[0])
+        close = difflib.get_close_matches(flag.split("=")[0], options, n=1)
+        hint = f" Did you mean {close[0]}?" if close else " See `nlpkd distill --help`."
+        raise UsageError(f"unknown option(s): {' '.join(unknown)}.{hint}")
     if not args.output_dir or args.output_dir == "trainer_output":
         raise UsageError(
             "--output_dir is required: the folder where the student and its report are written."
@@ -317,25 +336,54 @@ def run_distill(
     from .metrics import make_compute_metrics
     from .report import compression_report, format_summary, plot_report, save_metrics
     from .student import check_family, create_student, num_encoder_layers
-    from .tasks import get_task, label_names, load_task_data, tokenize_dataset
+    from .tasks import (
+        DEFAULT_TASK,
+        get_task,
+        label_names,
+        load_custom_data,
+        load_task_data,
+        tokenize_dataset,
+    )
     from .trainer import DistillationTrainer
 
     output_dir = Path(args.output_dir)
     _check_output_dir(output_dir, data_args.overwrite_output_dir)
     set_seed(args.seed)
-    task = get_task(data_args.task)
+    task_name = data_args.task or (
+        "custom" if data_args.train_file or data_args.validation_file else DEFAULT_TASK
+    )
     teacher_path = model_args.teacher or api.packaged_minilm_path()
 
-    raw = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
+    if task_name == "custom":
+        if not data_args.train_file:
+            raise UsageError(
+                "--task custom needs --train_file (and, optionally, --validation_file)."
+            )
+        columns = tuple(c.strip() for c in data_args.text_columns.split(",") if c.strip())
+        raw, task = load_custom_data(
+            data_args.train_file, data_args.validation_file, text_columns=columns, seed=args.seed
+        )
+    else:
+        task = get_task(task_name)
+        raw = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
     names = label_names(raw, task)
     api.check_checkpoint(teacher_path, "teacher")
     if model_args.student:
         api.check_checkpoint(model_args.student, "student")
     else:
         # Fail before any fine-tuning when no student can be built from this teacher.
-        check_family(
-            AutoConfig.from_pretrained(teacher_path, trust_remote_code=model_args.trust_remote_code)
+        teacher_config = AutoConfig.from_pretrained(
+            teacher_path, trust_remote_code=model_args.trust_remote_code
         )
+        check_family(teacher_config)
+        num_layers, layers = _parse_student_layers(model_args.student_layers)
+        depth = num_encoder_layers(teacher_config)
+        bad = [i for i in layers or [] if not 0 <= i < depth]
+        if bad or (num_layers is not None and not 1 <= num_layers < depth):
+            raise UsageError(
+                f"--student_layers {model_args.student_layers}: the teacher has {depth} layers, so give "
+                f"a number from 1 to {depth - 1} or layer indices from 0 to {depth - 1}."
+            )
     tokenizer = AutoTokenizer.from_pretrained(
         teacher_path, trust_remote_code=model_args.trust_remote_code
     )
@@ -499,7 +547,7 @@ def run_distill(
         teacher_layers=report["teacher_layers"],
         student_layers=report["student_layers"],
         loss_config=report["distillation"],
-        task_name=task.name,
+        task_name=None if task.name == "custom" else task.name,
         dataset_name="nyu-mll/glue"
         if task.hub_dataset
         else ("bbc_news" if task.name == "bbc_news" else None),

@@ -43,7 +43,7 @@ from .hub import build_model_card, write_model_card
 from .metrics import make_compute_metrics
 from .report import compression_report, plot_report, save_metrics
 from .student import create_student, num_encoder_layers
-from .tasks import TaskSpec, tokenize_dataset
+from .tasks import custom_task, tokenize_dataset
 from .trainer import DistillationTrainer
 
 __all__ = ["DEFAULT_CONFIG", "DistillationResult", "distill", "finetune"]
@@ -392,24 +392,6 @@ def _data_label_names(dataset: datasets.Dataset) -> list[str] | None:
     return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
-def _custom_task(text_columns: tuple[str, ...], num_labels: int) -> TaskSpec:
-    if num_labels == 1:
-        return TaskSpec(
-            name="custom",
-            text_columns=text_columns,
-            num_labels=1,
-            metric_names=("pearson", "spearmanr"),
-            main_metric="pearson",
-        )
-    return TaskSpec(
-        name="custom",
-        text_columns=text_columns,
-        num_labels=num_labels,
-        metric_names=("accuracy",),
-        main_metric="accuracy",
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
@@ -673,7 +655,7 @@ def distill(
         evaluation = _encode_labels(evaluation, names, "eval_data", owner)
 
     config = _make_config(args, config_kwargs)
-    task = _custom_task(columns, teacher_model.config.num_labels)
+    task = custom_task(columns, teacher_model.config.num_labels)
     main_split = "validation" if evaluation is not None else "train"
     raw = datasets.DatasetDict({"train": train})
     if evaluation is not None:
@@ -829,7 +811,7 @@ def finetune(
     train = _encode_labels(
         train, names, "train_data", "label_names", remedy="or add the missing names to label_names"
     )
-    task = _custom_task(columns, 1 if names is None else len(names))
+    task = custom_task(columns, 1 if names is None else len(names))
     data = tokenize_dataset(datasets.DatasetDict({"train": train}), tokenizer, task, max_length)
     output_dir = (
         Path(output_dir)

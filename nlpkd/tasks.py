@@ -39,6 +39,8 @@ __all__ = [
     "get_task",
     "label_names",
     "load_bbc_news",
+    "custom_task",
+    "load_custom_data",
     "load_task_data",
     "tokenize_dataset",
 ]
@@ -706,6 +708,100 @@ def _check_fraction(validation_fraction: float) -> None:
 # --------------------------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------------------------
+
+
+def custom_task(text_columns: tuple[str, ...] = ("text",), num_labels: int = 2) -> TaskSpec:
+    """A [`TaskSpec`] for the user's own data: accuracy for classes, Pearson/Spearman for regression.
+
+    Args:
+        text_columns (`tuple[str, ...]`, *optional*, defaults to `("text",)`):
+            One text column, or two for sentence pairs.
+        num_labels (`int`, *optional*, defaults to `2`):
+            Number of classes; `1` means regression.
+    """
+    if num_labels == 1:
+        return TaskSpec(
+            name="custom",
+            text_columns=tuple(text_columns),
+            num_labels=1,
+            metric_names=("pearson", "spearmanr"),
+            main_metric="pearson",
+        )
+    return TaskSpec(
+        name="custom",
+        text_columns=tuple(text_columns),
+        num_labels=num_labels,
+        metric_names=("accuracy",),
+        main_metric="accuracy",
+    )
+
+
+def _label_kind(value: Any) -> str:
+    if isinstance(value, bool) or isinstance(value, int):
+        return "int"
+    if isinstance(value, str) and _INT_PATTERN.fullmatch(value.strip()):
+        return "int"
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return "name"
+    return "float"
+
+
+def load_custom_data(
+    train_file: str,
+    validation_file: str | None = None,
+    text_columns: tuple[str, ...] = ("text",),
+    seed: int = 42,
+    validation_fraction: float = 0.2,
+) -> tuple[datasets.DatasetDict, TaskSpec]:
+    """Load the user's own labelled files and the [`TaskSpec`] their labels define.
+
+    The `label` column decides the task: label names (`"praise"`, `"complaint"`) or integer ids make a
+    classification task with one class per name (sorted) or per id up to the largest; other numbers
+    make a regression task. Files are read as in [`load_task_data`] (TSV, CSV or JSON Lines); with only
+    `train_file`, a validation split is held out of it.
+
+    Args:
+        train_file (`str`): the training examples.
+        validation_file (`str`, *optional*): the validation examples.
+        text_columns (`tuple[str, ...]`, *optional*, defaults to `("text",)`): one text column, or two.
+        seed (`int`, *optional*, defaults to `42`): random state of a held-out validation split.
+        validation_fraction (`float`, *optional*, defaults to `0.2`): its share of `train_file`.
+
+    Returns:
+        `tuple[datasets.DatasetDict, TaskSpec]`: the data (splits `train` and `validation`) and its task.
+    """
+    files = [path for path in (train_file, validation_file) if path]
+    values: list[Any] = []
+    for path in files:
+        _, records = _read_records(path)
+        values += [r.get("label") for r in records if not _missing(r.get("label"))]
+    kinds = {_label_kind(value) for value in values}
+    if kinds and kinds <= {"int", "float"} and "float" in kinds:
+        num_labels = 1
+    elif kinds == {"int"}:
+        num_labels = max(int(str(value).strip()) for value in values) + 1
+    else:
+        num_labels = len({str(value).strip() for value in values})
+    if num_labels == 0 or (num_labels < 2 and kinds != {"float"}):
+        raise ValueError(
+            f"{', '.join(files)}: the label column holds {num_labels} class(es); a classifier needs at "
+            "least two (or numbers for a regression task)."
+        )
+    spec = custom_task(tuple(text_columns), num_labels)
+    data = load_task_data(
+        spec, train_file, validation_file, seed=seed, validation_fraction=validation_fraction
+    )
+    if not spec.is_regression and "train" in data and "validation" in data:
+        unseen = set(data["validation"]["label"]) - set(data["train"]["label"])
+        if unseen:
+            names = data["train"].features["label"].names
+            raise ValueError(
+                f"The validation data has label(s) that the training data never shows: "
+                f"{sorted(names[i] for i in unseen)}. Add training examples of them, or drop them."
+            )
+    return data, spec
 
 
 def load_task_data(

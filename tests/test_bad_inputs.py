@@ -563,7 +563,7 @@ def test_missing_config_file_and_unknown_flag(tmp_path, capsys):
         tmp_path,
         capsys,
         ["--temprature", "2"],
-        "Some specified arguments are not used by the HfArgumentParser: ['--temprature', '2']",
+        "unknown option(s): --temprature 2. Did you mean --temperature?",
     )
 
 

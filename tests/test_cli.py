@@ -484,3 +484,86 @@ def test_push_to_hub_uploads_student_card_and_report_without_the_token(
     for path in out.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_your_own_csv_with_your_own_label_names(tmp_path, tiny_tokenizer):
+    from transformers import pipeline
+
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=3)
+    names = ["praise", "complaint", "question"]
+    rows = [f'"{s}",{names[i % 3]}' for i, s in enumerate(SENTENCES * 2)]
+    (tmp_path / "train.csv").write_text("review,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "val.csv").write_text("review,label\n" + "\n".join(rows[:6]) + "\n")
+    out = tmp_path / "out"
+    status = run(
+        [
+            "distill",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(tmp_path / "train.csv"),
+            "--validation_file",
+            str(tmp_path / "val.csv"),
+            "--text_columns",
+            "review",
+            "--output_dir",
+            str(out),
+            *FAST,
+        ]
+    )
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "custom" and set(metrics["student"]["validation"]) == {"accuracy"}
+    # Names are numbered in sorted order and reach the student and its pipeline.
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.id2label == {0: "complaint", 1: "praise", 2: "question"}
+    assert pipeline("text-classification", model=str(out))("good movie")[0]["label"] in names
+
+
+def test_validation_labels_must_appear_in_training(tmp_path, tiny_tokenizer, capsys):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=3)
+    (tmp_path / "train.csv").write_text("text,label\ngood movie,praise\nbad plot,complaint\n")
+    (tmp_path / "val.csv").write_text("text,label\ngood movie,praise\nthe star,spam\n")
+    status = run(
+        [
+            "distill",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(tmp_path / "train.csv"),
+            "--validation_file",
+            str(tmp_path / "val.csv"),
+            "--output_dir",
+            str(tmp_path / "o"),
+            *FAST,
+        ]
+    )
+    assert status == 2
+    assert "never shows: ['spam']" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_student_layers_out_of_range_fails_before_any_training(tmp_path, tiny_tokenizer, capsys):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    status = run(
+        [
+            "distill",
+            "--task",
+            "sst2",
+            "--teacher",
+            str(teacher_dir),
+            "--train_file",
+            str(train),
+            "--validation_file",
+            str(dev),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--student_layers",
+            "0,2,9",
+            *FAST,
+        ]
+    )
+    assert status == 2
+    assert "--student_layers 0,2,9: the teacher has 4 layers" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
