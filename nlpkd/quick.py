@@ -111,7 +111,9 @@ class DistillationResult:
     report: dict[str, Any]
     tokenizer: Any = None
 
-    def save(self, output_dir: str | Path, *, model_card: bool = True) -> Path:
+    def save(
+        self, output_dir: str | Path, *, model_card: bool = True, model_name: str | None = None
+    ) -> Path:
         """Write the student where `from_pretrained` and `pipeline` can load it.
 
         The folder gets the student (`config.json`, `model.safetensors`), the tokenizer, the
@@ -125,6 +127,9 @@ class DistillationResult:
                 The folder; created when missing.
             model_card (`bool`, *optional*, defaults to `True`):
                 Write `README.md` as well.
+            model_name (`str`, *optional*):
+                The name the card gives the model (and uses in its `pipeline` snippet), e.g. the
+                Hub repository id; defaults to the folder's name.
 
         Returns:
             `Path`: the folder.
@@ -144,7 +149,7 @@ class DistillationResult:
                 teacher_layers=self.report.get("teacher_layers"),
                 student_layers=self.report["student_layers"],
                 loss_config=self.report.get("distillation", {}),
-                model_name=output_dir.resolve().name,
+                model_name=model_name or output_dir.resolve().name,
             )
             write_model_card(card, output_dir)
         return output_dir
@@ -176,7 +181,7 @@ class DistillationResult:
 
         if output_dir is None:
             output_dir = tempfile.mkdtemp(prefix="nlpkd-push-")
-        folder = self.save(output_dir)
+        folder = self.save(output_dir, model_name=repo_id)
         return push_to_hub(folder, repo_id, token=token, private=private)
 
 
@@ -711,8 +716,11 @@ def distill(
         progress=not config.disable_tqdm,
     )
     teacher_name = (
-        str(teacher) if isinstance(teacher, str | Path) else _model_name(teacher_model)
-    ) or type(teacher_model).__name__
+        api.hub_name(
+            str(teacher) if isinstance(teacher, str | Path) else _model_name(teacher_model)
+        )
+        or type(teacher_model).__name__
+    )
     report.update(
         task="custom",
         teacher_name=teacher_name,

@@ -349,3 +349,31 @@ def test_trainer_push_to_hub_writes_the_nlpkd_card(tmp_path):
     assert card.data.eval_results[0].metric_type == "accuracy"
     assert card.data.eval_results[0].metric_value == pytest.approx(accuracy)
     assert "teacher layers [0, 2]" in card.text or "[0, 2]" in card.text
+
+
+def test_local_teacher_paths_stay_out_of_the_card_metadata(tmp_path):
+    from conftest import packaged_minilm_dir
+    from huggingface_hub import ModelCard
+
+    from nlpkd.api import PACKAGED_MINILM_HUB_ID, hub_name
+
+    assert hub_name(str(packaged_minilm_dir())) == PACKAGED_MINILM_HUB_ID
+    assert hub_name("bert-base-uncased") == "bert-base-uncased"
+    report = {
+        "student": {"validation": {"accuracy": 0.9}},
+        "main_split": "validation",
+        "main_metric": "accuracy",
+    }
+    local = build_model_card(
+        report, teacher_name=str(tmp_path), teacher_layers=None, student_layers=2, loss_config={}
+    )
+    write_model_card(local, tmp_path / "card")
+    assert ModelCard.load(tmp_path / "card" / "README.md").data.base_model is None
+    hub = build_model_card(
+        report,
+        teacher_name="someone/teacher",
+        teacher_layers=None,
+        student_layers=2,
+        loss_config={},
+    )
+    assert hub.data.base_model == "someone/teacher"
