@@ -599,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("NLPKD_DEBUG"):
             raise
         message = " ".join(str(err).split())
-        print(f"nlpkd: error: {message}", file=sys.stderr)
+        # On a terminal a progress bar may own the current line: start the message on a fresh one.
+        prefix = "\n" if sys.stderr.isatty() else ""
+        print(f"{prefix}nlpkd: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nlpkd: interrupted", file=sys.stderr)

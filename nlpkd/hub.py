@@ -470,7 +470,7 @@ def push_to_hub(
     except Exception as err:
         raise HubPushError(
             f"Pushing to the Hub repository {repo_id!r} failed while {step}: "
-            f"{type(err).__name__}: {_redact(str(err), token)}. Nothing local was changed; the "
+            f"{type(err).__name__}: {_redact(str(err), token).rstrip('.')}. Nothing local was changed; the "
             f"output directory is intact at {output_dir.resolve()}. Check the repo id, that your "
             "token has write access (hf auth login or HF_TOKEN) and the network, then push again."
         ) from err

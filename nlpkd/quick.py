@@ -27,6 +27,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -530,7 +531,8 @@ def _make_config(
                 "out and pass settings as keyword arguments (num_train_epochs=3, ...)."
             )
         return args
-    values = {**DEFAULT_CONFIG, **config_kwargs}
+    # Pinned memory only helps copies to a GPU; without one, torch warns about it on every data loader.
+    values = {"dataloader_pin_memory": torch.cuda.is_available(), **DEFAULT_CONFIG, **config_kwargs}
     # Nothing is written there unless checkpoints are asked for; `result.save` writes the student.
     values.setdefault("output_dir", tempfile.mkdtemp(prefix="nlpkd-"))
     try:
