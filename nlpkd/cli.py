@@ -548,9 +548,8 @@ def run_distill(
         student_layers=report["student_layers"],
         loss_config=report["distillation"],
         task_name=None if task.name == "custom" else task.name,
-        dataset_name="nyu-mll/glue"
-        if task.hub_dataset
-        else ("bbc_news" if task.name == "bbc_news" else None),
+        # Only a Hub dataset id belongs in the card's `datasets`; the packaged corpus is named by its task.
+        dataset_name=task.hub_dataset[0] if task.hub_dataset else None,
         model_name=args.hub_model_id or output_dir.name,
         command="nlpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
     )

@@ -518,6 +518,12 @@ def test_your_own_csv_with_your_own_label_names(tmp_path, tiny_tokenizer):
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.id2label == {0: "complaint", 1: "praise", 2: "question"}
     assert pipeline("text-classification", model=str(out))("good movie")[0]["label"] in names
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.datasets is None  # no Hub dataset to name
+    assert card.data.base_model is None  # the teacher is a local folder, named in the text only
+    assert str(teacher_dir) in card.text
 
 
 def test_validation_labels_must_appear_in_training(tmp_path, tiny_tokenizer, capsys):
