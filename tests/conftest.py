@@ -20,6 +20,24 @@ WORDS = (
     "and but market shares team match vote election phone chip song star"
 ).split()
 ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
+# Texts in the tiny vocabulary, for the data files that the command-line tests write.
+SENTENCES = [
+    "the movie was very good",
+    "the plot was boring and bad",
+    "great music and a great actor",
+    "awful film not fun",
+    "love the song",
+    "hate the boring plot",
+    "the star is great",
+    "the film was not good but the music was fun",
+]
+# Command-line flags that keep a whole `nlpkd distill` run on tiny models to a second or two.
+FAST_CLI = [
+    "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+    "--teacher_num_train_epochs", "1", "--latency_batches", "1", "--latency_batch_size", "2",
+    "--latency_repeats", "1", "--max_length", "16", "--logging_steps", "1", "--disable_tqdm", "true",
+    "--use_cpu", "true",
+]  # fmt: skip
 
 
 def tiny_bert_config(**overrides):

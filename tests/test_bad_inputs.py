@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import WORDS, random_dataset, tiny_bert
+from conftest import FAST_CLI, SENTENCES, WORDS, random_dataset, tiny_bert
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -39,41 +39,7 @@ from nlpkd.cli import UsageError, main, parse_arguments, run_distill
 from nlpkd.tasks import get_task, label_names, load_task_data, tokenize_dataset
 from nlpkd.trainer import NonFiniteLossError
 
-SENTENCES = [
-    "the movie was very good",
-    "the plot was boring and bad",
-    "great music and a great actor",
-    "awful film not fun",
-    "love the song",
-    "hate the boring plot",
-    "the star is great",
-    "the film was not good but the music was fun",
-]
-# Everything small: failures happen before training, and the runs that do train take two steps.
-FAST = [
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "4",
-    "--per_device_eval_batch_size",
-    "4",
-    "--teacher_num_train_epochs",
-    "1",
-    "--latency_batches",
-    "1",
-    "--latency_batch_size",
-    "2",
-    "--latency_repeats",
-    "1",
-    "--max_length",
-    "16",
-    "--logging_steps",
-    "1",
-    "--disable_tqdm",
-    "true",
-    "--use_cpu",
-    "true",
-]
+FAST = FAST_CLI  # everything small: failures come before training, runs take two steps
 MODEL_MAX_LENGTH = 64  # the tiny tokenizer's maximum, equal to the tiny BERT's position embeddings
 LONG_TEXT = " ".join(["the movie was very good"] * 40)  # 200 words, far past both maxima
 

@@ -10,43 +10,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_bert
+from conftest import FAST_CLI, SENTENCES, tiny_bert
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from nlpkd.cli import main
 
-SENTENCES = [
-    "the movie was very good",
-    "the plot was boring and bad",
-    "great music and a great actor",
-    "awful film not fun",
-    "love the song",
-    "hate the boring plot",
-    "the star is great",
-    "the film was not good but the music was fun",
-]
-FAST = [
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "4",
-    "--per_device_eval_batch_size",
-    "4",
-    "--latency_batches",
-    "1",
-    "--latency_batch_size",
-    "2",
-    "--latency_repeats",
-    "1",
-    "--max_length",
-    "16",
-    "--logging_steps",
-    "1",
-    "--disable_tqdm",
-    "true",
-    "--use_cpu",
-    "true",
-]
+FAST = FAST_CLI
 
 
 def save_teacher(folder, tokenizer, num_labels: int, **overrides):
