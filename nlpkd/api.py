@@ -307,3 +307,50 @@ def distillation_args_summary(args: DistillationConfig) -> dict[str, Any]:
         "attn_loss": args.attn_loss,
         "layer_map": args.layer_map,
     }
+
+
+def write_report_files(
+    output_dir: str | Path,
+    report: Mapping[str, Any],
+    log_history: Sequence[Mapping[str, Any]],
+    *,
+    model_card: bool = True,
+    model_name: str | None = None,
+    task_name: str | None = None,
+    dataset_name: str | None = None,
+    command: str | None = None,
+) -> None:
+    """Write `metrics.json`, the plot `distillation.png` and, with `model_card`, the card `README.md`.
+
+    The report must carry `teacher_name`, `student_layers` and `distillation` besides the
+    [`~nlpkd.report.compression_report`] keys, as the `nlpkd` command and [`nlpkd.distill`] make it.
+
+    Args:
+        output_dir (`str` or `Path`): the student's folder.
+        report (`dict`): the compression report.
+        log_history (`list[dict]`): the trainer's `state.log_history`, for the loss curves.
+        model_card (`bool`, *optional*, defaults to `True`): write `README.md` as well.
+        model_name (`str`, *optional*): the name the card gives the model (e.g. the Hub repository id).
+        task_name (`str`, *optional*): the task, for the card's metadata.
+        dataset_name (`str`, *optional*): a Hub dataset id, for the card's metadata.
+        command (`str`, *optional*): the command line that made the student, quoted in the card.
+    """
+    from .hub import build_model_card, write_model_card
+    from .report import plot_report, save_metrics
+
+    output_dir = Path(output_dir)
+    save_metrics(report, output_dir)
+    plot_report(report, log_history, output_dir / "distillation.png")
+    if model_card:
+        card = build_model_card(
+            report,
+            teacher_name=report["teacher_name"],
+            teacher_layers=report.get("teacher_layers"),
+            student_layers=report["student_layers"],
+            loss_config=report.get("distillation", {}),
+            task_name=task_name,
+            dataset_name=dataset_name,
+            model_name=model_name,
+            command=command,
+        )
+        write_model_card(card, output_dir)

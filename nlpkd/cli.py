@@ -332,9 +332,9 @@ def run_distill(
     )
 
     from . import api
-    from .hub import build_model_card, push_to_hub, write_model_card
+    from .hub import push_to_hub
     from .metrics import make_compute_metrics
-    from .report import compression_report, format_summary, plot_report, save_metrics
+    from .report import compression_report, format_summary, save_metrics
     from .student import check_family, create_student, num_encoder_layers
     from .tasks import (
         DEFAULT_TASK,
@@ -538,22 +538,17 @@ def run_distill(
         train_examples=len(data["train"]),
     )
 
-    save_metrics(report, output_dir)
     save_config(output_dir / CONFIG_NAME, "distill", model_args, data_args, args)
-    plot_report(report, trainer.state.log_history, output_dir / PLOT_NAME)
-    card = build_model_card(
+    api.write_report_files(
+        output_dir,
         report,
-        teacher_name=teacher_name,
-        teacher_layers=report["teacher_layers"],
-        student_layers=report["student_layers"],
-        loss_config=report["distillation"],
+        trainer.state.log_history,
+        model_name=args.hub_model_id or output_dir.name,
         task_name=None if task.name == "custom" else task.name,
         # Only a Hub dataset id belongs in the card's `datasets`; the packaged corpus is named by its task.
         dataset_name=task.hub_dataset[0] if task.hub_dataset else None,
-        model_name=args.hub_model_id or output_dir.name,
         command="nlpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
     )
-    write_model_card(card, output_dir)
     print(format_summary(report), flush=True)
     print(
         f"[nlpkd] student, tokenizer, {METRICS_NAME}, {PLOT_NAME}, {CONFIG_NAME} and README.md in {output_dir}"

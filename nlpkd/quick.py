@@ -40,11 +40,10 @@ from transformers import (
 
 from . import api
 from .config import DistillationConfig
-from .hub import build_model_card, write_model_card
 from .metrics import make_compute_metrics
-from .report import compression_report, plot_report, save_metrics
+from .report import compression_report
 from .student import create_student, num_encoder_layers
-from .tasks import custom_task, tokenize_dataset
+from .tasks import custom_task, is_missing_value, tokenize_dataset
 from .trainer import DistillationTrainer
 
 __all__ = ["DEFAULT_CONFIG", "DistillationResult", "distill", "finetune"]
@@ -141,18 +140,13 @@ class DistillationResult:
         tokenizer = self.tokenizer if self.tokenizer is not None else self.trainer.processing_class
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
-        save_metrics(self.report, output_dir)
-        plot_report(self.report, self.trainer.state.log_history, output_dir / PLOT_NAME)
-        if model_card:
-            card = build_model_card(
-                self.report,
-                teacher_name=self.report["teacher_name"],
-                teacher_layers=self.report.get("teacher_layers"),
-                student_layers=self.report["student_layers"],
-                loss_config=self.report.get("distillation", {}),
-                model_name=model_name or output_dir.resolve().name,
-            )
-            write_model_card(card, output_dir)
+        api.write_report_files(
+            output_dir,
+            self.report,
+            self.trainer.state.log_history,
+            model_card=model_card,
+            model_name=model_name or output_dir.resolve().name,
+        )
         return output_dir
 
     def push_to_hub(
@@ -306,14 +300,6 @@ def _as_dataset(
     return dataset
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
-
-
 def _raw_labels(dataset: datasets.Dataset) -> list[Any]:
     # Class ids of a ClassLabel are only meaningful with its names: read them as names.
     feature = dataset.features["label"]
@@ -340,7 +326,7 @@ def _encode_labels(
     (`LABEL_0`, ...), integer-like strings count as ids too.
     """
     raw = _raw_labels(dataset)
-    missing = [row for row, value in enumerate(raw) if _is_missing(value)]
+    missing = [row for row, value in enumerate(raw) if is_missing_value(value)]
     if missing:
         raise ValueError(
             f"{role}: {len(missing)} example(s) have no label (first: row {missing[0]}). Every "
@@ -811,7 +797,11 @@ def finetune(
             if all(isinstance(v, str) for v in values):
                 names = sorted({v.strip() for v in values})
             else:
-                ids = [int(v) for v in values if isinstance(v, numbers.Real) and not _is_missing(v)]
+                ids = [
+                    int(v)
+                    for v in values
+                    if isinstance(v, numbers.Real) and not is_missing_value(v)
+                ]
                 names = [str(i) for i in range(max(ids, default=0) + 1)]
     if names is not None and len(names) < 2:
         raise ValueError(

@@ -368,7 +368,8 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _missing(value: Any) -> bool:
+def is_missing_value(value: Any) -> bool:
+    """Whether a raw label or text cell is empty: `None`, NaN or a blank string."""
     if value is None:
         return True
     if isinstance(value, float) and np.isnan(value):
@@ -470,7 +471,9 @@ def _load_files(files: dict[str, str], task: TaskSpec) -> datasets.DatasetDict:
             raise ValueError(
                 f"{path} (split {split!r}) holds no examples; give a file with at least one row."
             )
-        unlabelled = [row for row, r in enumerate(records, 1) if _missing(r.get(task.label_column))]
+        unlabelled = [
+            row for row, r in enumerate(records, 1) if is_missing_value(r.get(task.label_column))
+        ]
         if unlabelled:
             raise ValueError(
                 f"{path}: {len(unlabelled)} row(s) have no value in the label column "
@@ -776,7 +779,7 @@ def load_custom_data(
     values: list[Any] = []
     for path in files:
         _, records = _read_records(path)
-        values += [r.get("label") for r in records if not _missing(r.get("label"))]
+        values += [r.get("label") for r in records if not is_missing_value(r.get("label"))]
     kinds = {_label_kind(value) for value in values}
     if kinds and kinds <= {"int", "float"} and "float" in kinds:
         num_labels = 1
