@@ -474,7 +474,8 @@ def pkd_loss(
     first token only. For each pair, the vector at sequence position 0 of every example is
     L2-normalised on both sides, and the squared L2 distance between the normalised student and
     teacher vectors (`2 - 2 * cosine`, between 0 and 4) is averaged over the batch; the pairs are
-    then averaged. Position 0 must be a real token ([CLS] / `<s>`), as it is for encoder inputs
+    then averaged (the paper sums over layers; the mean keeps the scale independent of how many
+    layers are mapped, as in [`hidden_state_loss`]). Position 0 must be a real token ([CLS] / `<s>`), as it is for encoder inputs
     padded on the right, so no attention mask is needed. A zero vector stays zero when normalised.
 
     Args:
