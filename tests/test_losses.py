@@ -11,9 +11,14 @@ from nlpkd.losses import (
     attention_loss,
     hard_label_loss,
     hidden_state_loss,
+    logit_distillation_loss,
     masked_mean,
+    pkd_loss,
+    relation_loss,
     soft_kl_loss,
 )
+
+LOGIT_LOSS_TYPES = ["forward_kl", "reverse_kl", "jsd", "mse"]
 
 # ---------------------------------------------------------------------------------------------
 # Naive references: python loops over floats, straight from the definitions.
@@ -38,6 +43,95 @@ def naive_soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
         p_t = naive_softmax(t_row, temperature)
         total += sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s, strict=True) if pt > 0)
     return temperature**2 * total / len(s_rows)
+
+
+def naive_kl(p: list[float], q: list[float]) -> float:
+    return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True) if a > 0)
+
+
+def naive_logit_row(
+    s_row: list[float], t_row: list[float], temperature: float, loss_type: str, beta: float
+) -> float:
+    if len(s_row) == 1 or loss_type == "mse":
+        return sum((s - t) ** 2 for s, t in zip(s_row, t_row, strict=True))
+    p_s = naive_softmax(s_row, temperature)
+    p_t = naive_softmax(t_row, temperature)
+    if loss_type == "forward_kl":
+        value = naive_kl(p_t, p_s)
+    elif loss_type == "reverse_kl":
+        value = naive_kl(p_s, p_t)
+    else:
+        mixture = [beta * a + (1 - beta) * b for a, b in zip(p_t, p_s, strict=True)]
+        value = beta * naive_kl(p_t, mixture) + (1 - beta) * naive_kl(p_s, mixture)
+    return temperature**2 * value
+
+
+def naive_logit_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+    loss_type: str,
+    beta: float = 0.5,
+    mask: torch.Tensor | None = None,
+    normalizer: float | None = None,
+) -> float:
+    num_classes = student.shape[-1]
+    s_rows = student.reshape(-1, num_classes).tolist()
+    t_rows = teacher.reshape(-1, num_classes).tolist()
+    keep = [True] * len(s_rows) if mask is None else [m != 0 for m in mask.reshape(-1).tolist()]
+    total, count = 0.0, 0
+    for s_row, t_row, counted in zip(s_rows, t_rows, keep, strict=True):
+        if counted:
+            total += naive_logit_row(s_row, t_row, temperature, loss_type, beta)
+            count += 1
+    if normalizer is not None:
+        return total / max(normalizer, 1)
+    return total / max(count, 1)
+
+
+def naive_relation_row(
+    state: torch.Tensor, b: int, head: int, q: int, keys: list[int], heads: int
+) -> list[float]:
+    size = state.shape[-1] // heads
+    vectors = [v[head * size : (head + 1) * size] for v in state[b].tolist()]
+    scores = [
+        sum(x * y for x, y in zip(vectors[q], vectors[k], strict=True)) / math.sqrt(size)
+        for k in keys
+    ]
+    return naive_softmax(scores, 1.0)
+
+
+def naive_relation(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor, heads: int
+) -> float:
+    total = 0.0
+    for s_state, t_state in zip(student, teacher, strict=True):
+        batch, seq, _ = s_state.shape
+        pair_total, count = 0.0, 0
+        for b in range(batch):
+            real = [k for k in range(seq) if mask[b, k] != 0]
+            for h in range(heads):
+                for q in real:
+                    r_s = naive_relation_row(s_state, b, h, q, real, heads)
+                    r_t = naive_relation_row(t_state, b, h, q, real, heads)
+                    pair_total += naive_kl(r_t, r_s)
+                    count += 1
+        total += pair_total / count if count else 0.0
+    return total  # summed over pairs, as MiniLMv2 adds its Q-Q, K-K and V-V terms
+
+
+def naive_pkd(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> float:
+    pair_values = []
+    for s_state, t_state in zip(student, teacher, strict=True):
+        total = 0.0
+        for b in range(s_state.shape[0]):
+            s_vec = s_state[b, 0].tolist()
+            t_vec = t_state[b, 0].tolist()
+            norm_s = math.sqrt(sum(x * x for x in s_vec)) or 1.0
+            norm_t = math.sqrt(sum(y * y for y in t_vec)) or 1.0
+            total += sum((x / norm_s - y / norm_t) ** 2 for x, y in zip(s_vec, t_vec, strict=True))
+        pair_values.append(total / s_state.shape[0])
+    return sum(pair_values) / len(pair_values)
 
 
 def naive_hidden(
@@ -88,7 +182,12 @@ def naive_attention(
                         count += 1
                     else:
                         for k in real:
-                            total += (float(s_map[b, h, q, k]) - float(t_map[b, h, q, k])) ** 2
+                            ps = float(s_map[b, h, q, k])
+                            pt = float(t_map[b, h, q, k])
+                            if loss_type == "mse":
+                                # Log-probabilities, floored like the library at 1e-12.
+                                ps, pt = math.log(max(ps, 1e-12)), math.log(max(pt, 1e-12))
+                            total += (ps - pt) ** 2
                             count += 1
         pair_values.append(total / count if count else 0.0)
     return sum(pair_values) / len(pair_values)
@@ -373,7 +472,7 @@ def test_hidden_rejects_bad_inputs(kwargs, message):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss_type", ["kl", "mse"])
+@pytest.mark.parametrize("loss_type", ["kl", "mse", "mse_probs"])
 def test_attention_matches_naive_reference_with_padding(generator, loss_type):
     mask = padding_mask([4, 2, 0], seq=4)
     student = [attention_probs(mask, 3, generator) for _ in range(2)]
@@ -385,7 +484,7 @@ def test_attention_matches_naive_reference_with_padding(generator, loss_type):
     assert_close(loss, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("loss_type", ["kl", "mse"])
+@pytest.mark.parametrize("loss_type", ["kl", "mse", "mse_probs"])
 def test_attention_averages_heads_when_counts_differ(generator, loss_type):
     mask = padding_mask([3, 2], seq=3)
     student = attention_probs(mask, 2, generator)
@@ -405,6 +504,47 @@ def test_attention_kl_zero_probabilities_stay_finite():
     assert loss.item() == pytest.approx(-math.log(1e-12), rel=1e-5)
     same = attention_loss([teacher], [teacher.clone()], loss_type="kl")
     assert same.item() == 0.0
+
+
+def test_attention_mse_hand_values():
+    student = torch.tensor([[[[0.5, 0.5]]]])
+    teacher = torch.tensor([[[[0.25, 0.75]]]])
+    log_mse = attention_loss([student], [teacher], loss_type="mse")
+    expected = ((math.log(0.5) - math.log(0.25)) ** 2 + (math.log(0.5) - math.log(0.75)) ** 2) / 2
+    assert log_mse.item() == pytest.approx(expected, rel=1e-6)
+    prob_mse = attention_loss([student], [teacher], loss_type="mse_probs")
+    assert prob_mse.item() == pytest.approx((0.25**2 + 0.25**2) / 2, rel=1e-6)
+
+
+def test_attention_mse_is_mse_of_log_softmax_scores(generator):
+    # TinyBERT compares pre-softmax scores; "mse" compares their log-softmax, i.e. the scores
+    # shifted by a constant per (example, head, query), over real (query, key) pairs.
+    mask = padding_mask([4, 3], seq=4)
+    key_is_pad = (mask == 0)[:, None, None, :]
+    s_scores = torch.randn(2, 2, 4, 4, generator=generator).masked_fill(key_is_pad, float("-inf"))
+    t_scores = torch.randn(2, 2, 4, 4, generator=generator).masked_fill(key_is_pad, float("-inf"))
+    loss = attention_loss(
+        [s_scores.softmax(-1)], [t_scores.softmax(-1)], attention_mask=mask, loss_type="mse"
+    )
+    s_log, t_log = s_scores.log_softmax(-1), t_scores.log_softmax(-1)
+    total, count = 0.0, 0
+    for b, n in enumerate([4, 3]):
+        for h in range(2):
+            for q in range(n):
+                for k in range(n):
+                    total += (float(s_log[b, h, q, k]) - float(t_log[b, h, q, k])) ** 2
+                    count += 1
+    assert_close(loss, torch.tensor(total / count), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_mse_zero_probabilities_stay_finite():
+    teacher = torch.tensor([[[[1.0, 0.0]]]])
+    student = torch.tensor([[[[0.0, 1.0]]]], requires_grad=True)
+    loss = attention_loss([student], [teacher], loss_type="mse")
+    # Both entries differ by log(1e-12) after flooring.
+    assert loss.item() == pytest.approx(math.log(1e-12) ** 2, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(student.grad).all()
 
 
 @pytest.mark.parametrize(
@@ -439,13 +579,474 @@ def test_attention_kl_zero_probabilities_stay_finite():
                 "teacher_attentions": [torch.zeros(1, 2, 3, 3)],
                 "loss_type": "cosine",
             },
-            "loss_type must be 'kl' or 'mse', got 'cosine'",
+            r"loss_type must be one of \('kl', 'mse', 'mse_probs'\), got 'cosine'",
         ),
     ],
 )
 def test_attention_rejects_bad_inputs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         attention_loss(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# logit_distillation_loss
+# ---------------------------------------------------------------------------------------------
+
+
+def two_class_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    """Student (0.6, 0.4) and teacher (0.7, 0.3) as logits whose softmax at T=1 is exact."""
+    student = torch.tensor([[math.log(0.6), math.log(0.4)]])
+    teacher = torch.tensor([[math.log(0.7), math.log(0.3)]])
+    return student, teacher
+
+
+def test_logit_loss_hand_values():
+    student, teacher = two_class_rows()
+    forward = 0.7 * math.log(0.7 / 0.6) + 0.3 * math.log(0.3 / 0.4)
+    reverse = 0.6 * math.log(0.6 / 0.7) + 0.4 * math.log(0.4 / 0.3)
+    m = (0.5 * 0.7 + 0.5 * 0.6, 0.5 * 0.3 + 0.5 * 0.4)  # (0.65, 0.35)
+    jsd = 0.5 * (0.7 * math.log(0.7 / m[0]) + 0.3 * math.log(0.3 / m[1])) + 0.5 * (
+        0.6 * math.log(0.6 / m[0]) + 0.4 * math.log(0.4 / m[1])
+    )
+    mse = (math.log(0.6) - math.log(0.7)) ** 2 + (math.log(0.4) - math.log(0.3)) ** 2
+    assert forward == pytest.approx(0.0216, abs=1e-4)
+    assert reverse == pytest.approx(0.0226, abs=1e-4)
+    assert jsd == pytest.approx(0.00551, abs=1e-5)
+    expected = {"forward_kl": forward, "reverse_kl": reverse, "jsd": jsd, "mse": mse}
+    for loss_type, value in expected.items():
+        loss = logit_distillation_loss(student, teacher, 1.0, loss_type, beta=0.5)
+        assert loss.dtype == torch.float32, loss_type
+        assert loss.dim() == 0, loss_type
+        # Differences of float32 log-probabilities: ~1e-7 absolute error on values of ~1e-2.
+        assert loss.item() == pytest.approx(value, rel=1e-4, abs=1e-7), loss_type
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+@pytest.mark.parametrize(("temperature", "beta"), [(1.0, 0.5), (2.0, 0.1), (4.0, 0.9)])
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 5)])
+def test_logit_loss_matches_naive_reference(generator, loss_type, temperature, beta, shape):
+    student = torch.randn(*shape, generator=generator) * 3
+    teacher = torch.randn(*shape, generator=generator) * 3
+    loss = logit_distillation_loss(student, teacher, temperature, loss_type, beta)
+    expected = naive_logit_loss(student, teacher, temperature, loss_type, beta)
+    assert_close(loss, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_soft_kl_is_forward_kl_logit_loss(generator):
+    student = torch.randn(4, 3, 6, generator=generator) * 3
+    teacher = torch.randn(4, 3, 6, generator=generator) * 3
+    assert_close(
+        soft_kl_loss(student, teacher, 3.0),
+        logit_distillation_loss(student, teacher, 3.0, "forward_kl"),
+        rtol=0,
+        atol=0,
+    )
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+def test_logit_loss_single_output_is_squared_error(generator, loss_type):
+    student = torch.randn(2, 4, 1, generator=generator)
+    teacher = torch.randn(2, 4, 1, generator=generator)
+    mask = padding_mask([3, 1], seq=4)
+    pairs = [
+        (s, t)
+        for s, t, m in zip(
+            student.flatten().tolist(),
+            teacher.flatten().tolist(),
+            mask.flatten().tolist(),
+            strict=True,
+        )
+        if m
+    ]
+    expected = sum((s - t) ** 2 for s, t in pairs) / len(pairs)
+    loss = logit_distillation_loss(student, teacher, 3.0, loss_type, mask=mask)
+    assert_close(loss, torch.tensor(expected, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("loss_type", ["forward_kl", "reverse_kl"])
+def test_jsd_approaches_scaled_kl_at_the_limits(generator, loss_type):
+    student = torch.randn(8, 5, generator=generator)
+    teacher = torch.randn(8, 5, generator=generator)
+    kl = logit_distillation_loss(student, teacher, 1.0, loss_type)
+    # JSD(beta) = beta * KL(t || s) + O(beta^2) as beta -> 0, and symmetrically as beta -> 1.
+    weight = 1e-3
+    beta = weight if loss_type == "forward_kl" else 1 - weight
+    jsd = logit_distillation_loss(student, teacher, 1.0, "jsd", beta=beta)
+    assert (jsd / weight).item() == pytest.approx(kl.item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+def test_logit_loss_mask_and_normalizer_match_naive_reference(generator, loss_type):
+    # A causal-LM batch: prompt and padding rows do not count, completion rows do.
+    student = torch.randn(3, 5, 7, generator=generator) * 3
+    teacher = torch.randn(3, 5, 7, generator=generator) * 3
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0], [0, 0, 0, 0, 0]])
+    # Whatever a dropped row holds must not matter, not even NaN.
+    student[0, 0] = float("nan")
+    teacher[1, 4] = float("inf")
+    clean_student = student.nan_to_num(0.0)
+    clean_teacher = teacher.nan_to_num(0.0, posinf=0.0)
+    mean = logit_distillation_loss(student, teacher, 2.0, loss_type, 0.3, mask)
+    expected = naive_logit_loss(clean_student, clean_teacher, 2.0, loss_type, 0.3, mask)
+    assert_close(mean, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    for normalizer in (11, torch.tensor(11), torch.tensor(11.0)):
+        normalized = logit_distillation_loss(
+            student, teacher, 2.0, loss_type, 0.3, mask, normalizer=normalizer
+        )
+        reference = naive_logit_loss(clean_student, clean_teacher, 2.0, loss_type, 0.3, mask, 11)
+        assert_close(normalized, torch.tensor(reference, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    # Below one, the normaliser is clamped to one: the plain sum over counted rows.
+    total = logit_distillation_loss(student, teacher, 2.0, loss_type, 0.3, mask, normalizer=0)
+    assert_close(total, mean * 5, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+def test_logit_loss_micro_batches_add_up_to_the_accumulated_batch(generator, loss_type):
+    # Gradient accumulation: each micro-batch divides its sum by the token count of the whole
+    # accumulated batch (the Trainer's num_items_in_batch), so the parts add up to the full mean.
+    student = torch.randn(4, 6, 5, generator=generator, requires_grad=True)
+    teacher = torch.randn(4, 6, 5, generator=generator)
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 0, 0], [1, 1, 0, 0, 0, 0], [0] * 6])
+    full = logit_distillation_loss(student, teacher, 2.0, loss_type, mask=mask)
+    total_tokens = mask.sum()
+    parts = [
+        logit_distillation_loss(
+            student[rows], teacher[rows], 2.0, loss_type, mask=mask[rows], normalizer=total_tokens
+        )
+        for rows in (slice(0, 2), slice(2, 4))
+    ]
+    assert_close(parts[0] + parts[1], full, rtol=1e-5, atol=1e-6)
+    (full_grad,) = torch.autograd.grad(full, student)
+    (parts_grad,) = torch.autograd.grad(parts[0] + parts[1], student)
+    assert_close(parts_grad, full_grad, rtol=1e-5, atol=1e-7)
+    assert full_grad[mask == 0].abs().sum() == 0
+
+
+def test_logit_loss_nothing_counted_is_zero():
+    logits = torch.randn(2, 3, 4)
+    mask = torch.zeros(2, 3, dtype=torch.bool)
+    for normalizer in (None, 0, 5):
+        loss = logit_distillation_loss(logits, logits + 1, mask=mask, normalizer=normalizer)
+        assert loss.item() == 0.0
+        assert loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+def test_logit_loss_extreme_logits_are_finite(loss_type):
+    student = torch.tensor([[1e4, -1e4], [-1e4, 1e4]], requires_grad=True)
+    teacher = torch.tensor([[-1e4, 1e4], [-1e4, 1e4]])
+    loss = logit_distillation_loss(student, teacher, 1.0, loss_type, beta=0.5)
+    # Row 1 puts all mass on opposite classes, row 2 matches exactly.
+    expected = {
+        "forward_kl": 2e4 / 2,
+        "reverse_kl": 2e4 / 2,
+        # Disjoint supports: each KL to the (0.5, 0.5) mixture is log 2.
+        "jsd": math.log(2) / 2,
+        "mse": (2e4**2 + 2e4**2) / 2,
+    }[loss_type]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(student.grad).all()
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_logit_loss_half_precision_gives_float32(generator, loss_type, dtype):
+    student = (torch.randn(2, 4, 6, generator=generator) * 3).to(dtype)
+    teacher = (torch.randn(2, 4, 6, generator=generator) * 3).to(dtype)
+    mask = padding_mask([4, 2], seq=4)
+    loss = logit_distillation_loss(student, teacher, 2.0, loss_type, mask=mask, normalizer=9)
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss)
+    upcast = logit_distillation_loss(
+        student.float(), teacher.float(), 2.0, loss_type, mask=mask, normalizer=9
+    )
+    assert_close(loss, upcast)
+    extreme = torch.tensor([[1e4, -1e4, 0.0]], dtype=dtype)
+    assert torch.isfinite(logit_distillation_loss(extreme, extreme.flip(-1), 1.0, loss_type))
+
+
+@pytest.mark.parametrize("loss_type", LOGIT_LOSS_TYPES)
+def test_logit_loss_gradient_reaches_student_only(generator, loss_type):
+    student = torch.randn(3, 4, generator=generator, requires_grad=True)
+    teacher = torch.randn(3, 4, generator=generator, requires_grad=True)
+    logit_distillation_loss(student, teacher, 2.0, loss_type).backward()
+    assert teacher.grad is None
+    assert student.grad is not None
+    assert student.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
+        ({"loss_type": "kl"}, r"loss_type must be one of \('forward_kl', .*got 'kl'"),
+        ({"loss_type": "jsd", "beta": 0.0}, r"open interval \(0, 1\).*got 0.0.*'forward_kl'"),
+        ({"loss_type": "jsd", "beta": 1.0}, r"open interval \(0, 1\).*got 1.0.*'reverse_kl'"),
+        ({"loss_type": "jsd", "beta": 1.5}, r"open interval \(0, 1\) for loss_type='jsd'"),
+        (
+            {"mask": torch.ones(2, 4)},
+            r"mask of shape \(2, 4\) does not fit .* entry per row, shape \(2, 2\)",
+        ),
+        ({"normalizer": torch.tensor([4, 4])}, r"0-dim tensor, got a tensor of shape \(2,\)"),
+        ({"normalizer": "4"}, "normalizer must be an int, a float or a 0-dim tensor, got str"),
+        ({"normalizer": True}, "got bool"),
+    ],
+)
+def test_logit_loss_rejects_bad_arguments(kwargs, message):
+    logits = torch.zeros(2, 2, 3)
+    with pytest.raises(ValueError, match=message):
+        logit_distillation_loss(logits, logits, **kwargs)
+
+
+def test_logit_loss_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"shape \(4, 3\) and teacher logits of shape \(4, 2\)"):
+        logit_distillation_loss(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="have no class dimension"):
+        logit_distillation_loss(torch.zeros(4, 0), torch.zeros(4, 0))
+
+
+def test_logit_loss_beta_is_only_checked_for_jsd():
+    logits = torch.zeros(2, 3)
+    assert logit_distillation_loss(logits, logits, loss_type="forward_kl", beta=0.0).item() == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# relation_loss
+# ---------------------------------------------------------------------------------------------
+
+
+def relation_states(
+    mask: torch.Tensor, widths: list[int], generator: torch.Generator
+) -> list[torch.Tensor]:
+    batch, seq = mask.shape
+    states = [torch.randn(batch, seq, w, generator=generator) * 2 for w in widths]
+    # Garbage at padded positions must not matter.
+    return [torch.where(mask[:, :, None] == 0, torch.full_like(x, 50.0), x) for x in states]
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_relation_matches_naive_reference_with_padding_and_widths(generator, heads):
+    mask = padding_mask([5, 3, 0, 1], seq=5)
+    # Student and teacher widths differ, and differ from pair to pair.
+    student = relation_states(mask, [8, 4, 12], generator)
+    teacher = relation_states(mask, [12, 8, 4], generator)
+    loss = relation_loss(student, teacher, attention_mask=mask, num_relation_heads=heads)
+    expected = naive_relation(student, teacher, mask, heads)
+    assert loss.dtype == torch.float32
+    assert_close(loss, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_relation_without_mask_counts_every_token(generator):
+    student = relation_states(torch.ones(2, 4), [6], generator)
+    teacher = relation_states(torch.ones(2, 4), [9], generator)
+    expected = naive_relation(student, teacher, torch.ones(2, 4), heads=3)
+    loss = relation_loss(student, teacher, num_relation_heads=3)
+    assert_close(loss, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_relation_sums_over_pairs(generator):
+    mask = padding_mask([4, 2], seq=4)
+    student = relation_states(mask, [8, 8, 8], generator)
+    teacher = relation_states(mask, [4, 4, 4], generator)
+    together = relation_loss(student, teacher, mask, num_relation_heads=2)
+    apart = [
+        relation_loss([s], [t], mask, num_relation_heads=2)
+        for s, t in zip(student, teacher, strict=True)
+    ]
+    assert_close(together, sum(apart), rtol=1e-6, atol=1e-7)
+    assert together.item() > max(a.item() for a in apart)
+
+
+def test_relation_student_equal_to_teacher_is_exactly_zero(generator):
+    mask = padding_mask([4, 1, 0], seq=4)
+    teacher = relation_states(mask, [8, 16, 4], generator)
+    student = [t.clone() for t in teacher]
+    assert relation_loss(student, teacher, mask, num_relation_heads=4).item() == 0.0
+
+
+def test_relation_single_real_token_gives_zero(generator):
+    # One real key: every relation row is (1.0) on both sides whatever the states.
+    mask = padding_mask([1, 1], seq=3)
+    loss = relation_loss(
+        relation_states(mask, [4], generator), relation_states(mask, [6], generator), mask, 2
+    )
+    assert loss.item() == 0.0
+
+
+def test_relation_gradient_reaches_student_only(generator):
+    mask = padding_mask([4, 2], seq=4)
+    student = [s.requires_grad_(True) for s in relation_states(mask, [8, 4], generator)]
+    teacher = [t.requires_grad_(True) for t in relation_states(mask, [4, 12], generator)]
+    relation_loss(student, teacher, mask, num_relation_heads=4).backward()
+    for tensor in teacher:
+        assert tensor.grad is None
+    for tensor in student:
+        assert torch.isfinite(tensor.grad).all()
+        assert tensor.grad[mask == 1].abs().sum() > 0
+        assert tensor.grad[mask == 0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_relation_half_precision_gives_float32(generator, dtype):
+    mask = padding_mask([3, 2], seq=3)
+    student = relation_states(mask, [8], generator)
+    teacher = relation_states(mask, [4], generator)
+    half = relation_loss([s.to(dtype) for s in student], [t.to(dtype) for t in teacher], mask, 2)
+    assert half.dtype == torch.float32
+    assert torch.isfinite(half)
+    upcast = relation_loss(
+        [s.to(dtype).float() for s in student], [t.to(dtype).float() for t in teacher], mask, 2
+    )
+    assert_close(half, upcast)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {
+                "student_states": [torch.zeros(1, 2, 384)],
+                "teacher_states": [torch.zeros(1, 2, 256)],
+            },
+            "teacher width 256 is not divisible by num_relation_heads=12",
+        ),
+        (
+            {"student_states": [torch.zeros(1, 2, 10)], "teacher_states": [torch.zeros(1, 2, 12)]},
+            "student width 10 is not divisible by num_relation_heads=12",
+        ),
+        (
+            {
+                "student_states": [torch.zeros(1, 2, 12)],
+                "teacher_states": [torch.zeros(1, 2, 12)],
+                "num_relation_heads": 0,
+            },
+            "num_relation_heads must be a positive integer, got 0",
+        ),
+        ({"student_states": [], "teacher_states": []}, "no relation states to compare"),
+        (
+            {"student_states": [torch.zeros(1, 2, 12)], "teacher_states": []},
+            "got 1 student relation states and 0 teacher relation states",
+        ),
+        (
+            {"student_states": [torch.zeros(2, 12)], "teacher_states": [torch.zeros(2, 12)]},
+            r"expected \(batch, seq, width\)",
+        ),
+        (
+            {"student_states": [torch.zeros(1, 2, 12)], "teacher_states": [torch.zeros(1, 3, 12)]},
+            r"differ in \(batch, seq\)",
+        ),
+        (
+            {
+                "student_states": [torch.zeros(1, 2, 12), torch.zeros(1, 3, 12)],
+                "teacher_states": [torch.zeros(1, 2, 12), torch.zeros(1, 3, 12)],
+            },
+            "every pair must come from the same batch",
+        ),
+        (
+            {
+                "student_states": [torch.zeros(1, 2, 12)],
+                "teacher_states": [torch.zeros(1, 2, 12)],
+                "attention_mask": torch.ones(1, 3),
+            },
+            r"attention_mask of shape \(1, 3\) does not match",
+        ),
+    ],
+)
+def test_relation_rejects_bad_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        relation_loss(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# pkd_loss
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pkd_hand_values():
+    # Example 1: orthogonal unit vectors, distance 2. Example 2: same direction, different length,
+    # distance 0 after normalising. Positions after 0 do not matter.
+    student = torch.tensor([[[1.0, 0.0], [9.0, 9.0]], [[3.0, 0.0], [-9.0, 9.0]]])
+    teacher = torch.tensor([[[0.0, 1.0], [5.0, 5.0]], [[1.0, 0.0], [7.0, 1.0]]])
+    loss = pkd_loss([student], [teacher])
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(1.0, rel=1e-6)
+    # A zero vector stays zero: distance 1 to any unit vector.
+    zero = pkd_loss([torch.zeros(1, 2, 2)], [torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])])
+    assert zero.item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_pkd_matches_naive_reference_with_projection(generator):
+    projection = nn.Linear(4, 6)
+    student = [torch.randn(3, 5, 4, generator=generator), torch.randn(3, 5, 6, generator=generator)]
+    teacher = [torch.randn(3, 5, 6, generator=generator), torch.randn(3, 5, 6, generator=generator)]
+    loss = pkd_loss(student, teacher, projections=[projection, None])
+    with torch.no_grad():
+        projected = [projection(student[0]), student[1]]
+    expected = naive_pkd(projected, teacher)
+    assert_close(loss, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert projection.weight.grad.abs().sum() > 0
+
+
+def test_pkd_gradient_reaches_student_cls_only(generator):
+    student = torch.randn(2, 3, 4, generator=generator, requires_grad=True)
+    teacher = torch.randn(2, 3, 4, generator=generator, requires_grad=True)
+    pkd_loss([student], [teacher]).backward()
+    assert teacher.grad is None
+    assert student.grad[:, 0].abs().sum() > 0
+    assert student.grad[:, 1:].abs().sum() == 0
+
+
+def test_pkd_fp32_projection_accepts_half_student():
+    loss = pkd_loss(
+        [torch.randn(2, 3, 4).half()], [torch.randn(2, 3, 8).bfloat16()], [nn.Linear(4, 8)]
+    )
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"student_hidden": [], "teacher_hidden": []}, "no hidden states to compare"),
+        (
+            {"student_hidden": [torch.zeros(1, 2, 4)], "teacher_hidden": [torch.zeros(1, 2, 8)]},
+            r"pair 0: student width 4 differs from teacher width 8; enable a projection",
+        ),
+        (
+            {
+                "student_hidden": [torch.zeros(1, 2, 4)],
+                "teacher_hidden": [torch.zeros(1, 2, 8)],
+                "projections": [nn.Linear(4, 6)],
+            },
+            "must output the teacher width",
+        ),
+        (
+            {
+                "student_hidden": [torch.zeros(1, 2, 3)],
+                "teacher_hidden": [torch.zeros(1, 2, 3)],
+                "projections": [None, None],
+            },
+            "got 2 projections for 1 hidden-state pairs",
+        ),
+        (
+            {"student_hidden": [torch.zeros(1, 2, 3)], "teacher_hidden": [torch.zeros(2, 2, 3)]},
+            r"differ in \(batch, seq\)",
+        ),
+        (
+            {"student_hidden": [torch.zeros(2, 3)], "teacher_hidden": [torch.zeros(2, 3)]},
+            r"expected \(batch, seq, width\)",
+        ),
+        (
+            {"student_hidden": [torch.zeros(2, 0, 3)], "teacher_hidden": [torch.zeros(2, 0, 3)]},
+            r"sequences are empty",
+        ),
+    ],
+)
+def test_pkd_rejects_bad_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pkd_loss(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +1062,15 @@ def all_losses(student: dict, teacher: dict, mask: torch.Tensor | None) -> dict[
         "hidden_cosine": hidden_state_loss(student["hidden"], teacher["hidden"], mask, "cosine"),
         "attention_kl": attention_loss(student["attn"], teacher["attn"], mask, "kl"),
         "attention_mse": attention_loss(student["attn"], teacher["attn"], mask, "mse"),
+        "attention_mse_probs": attention_loss(student["attn"], teacher["attn"], mask, "mse_probs"),
+        **{
+            f"logits_{loss_type}": logit_distillation_loss(
+                student["tokens"], teacher["tokens"], 2.0, loss_type, 0.3, mask
+            )
+            for loss_type in LOGIT_LOSS_TYPES
+        },
+        "relation": relation_loss(student["qkv"], teacher["qkv"], mask, num_relation_heads=2),
+        "pkd": pkd_loss(student["hidden"], teacher["hidden"]),
     }
 
 
@@ -471,6 +1081,9 @@ def make_outputs(mask: torch.Tensor, generator: torch.Generator, dtype=torch.flo
         "value": torch.randn(batch, 1, generator=generator).to(dtype),
         "hidden": [torch.randn(batch, seq, 8, generator=generator).to(dtype) for _ in range(2)],
         "attn": [attention_probs(mask, 2, generator).to(dtype) for _ in range(2)],
+        # Token-level logits of a language model, and Q, K, V projections of widths 8, 6, 4.
+        "tokens": (torch.randn(batch, seq, 5, generator=generator) * 3).to(dtype),
+        "qkv": [torch.randn(batch, seq, w, generator=generator).to(dtype) for w in (8, 6, 4)],
     }
 
 
@@ -492,21 +1105,36 @@ def test_all_padding_gives_finite_zero_and_finite_gradients(generator):
     student = {
         "hidden": [torch.randn(2, 3, 4, generator=generator, requires_grad=True)],
         "attn": [torch.rand(2, 2, 3, 3, generator=generator, requires_grad=True)],
+        "tokens": torch.randn(2, 3, 5, generator=generator, requires_grad=True),
     }
     teacher = {
         "hidden": [torch.randn(2, 3, 4, generator=generator)],
         "attn": [torch.rand(2, 2, 3, 3, generator=generator)],
+        "tokens": torch.randn(2, 3, 5, generator=generator),
     }
     losses = [
         hidden_state_loss(student["hidden"], teacher["hidden"], mask, "mse"),
         hidden_state_loss(student["hidden"], teacher["hidden"], mask, "cosine"),
         attention_loss(student["attn"], teacher["attn"], mask, "kl"),
         attention_loss(student["attn"], teacher["attn"], mask, "mse"),
+        attention_loss(student["attn"], teacher["attn"], mask, "mse_probs"),
+        relation_loss(student["hidden"], teacher["hidden"], mask, num_relation_heads=2),
     ]
+    for loss_type in LOGIT_LOSS_TYPES:
+        for normalizer in (None, 0, 7):
+            losses.append(
+                logit_distillation_loss(
+                    student["tokens"],
+                    teacher["tokens"],
+                    loss_type=loss_type,
+                    mask=mask,
+                    normalizer=normalizer,
+                )
+            )
     for loss in losses:
         assert loss.item() == 0.0
     sum(losses).backward()
-    for tensor in (student["hidden"][0], student["attn"][0]):
+    for tensor in (student["hidden"][0], student["attn"][0], student["tokens"]):
         assert torch.isfinite(tensor.grad).all()
         assert tensor.grad.abs().sum() == 0
 
@@ -607,18 +1235,25 @@ def test_padded_batch_equals_token_weighted_unpadded_examples():
                 ),
                 "attention_kl": attention_loss(s_attn, t_attn, attention_mask, "kl"),
                 "attention_mse": attention_loss(s_attn, t_attn, attention_mask, "mse"),
+                "attention_mse_probs": attention_loss(s_attn, t_attn, attention_mask, "mse_probs"),
+                # Widths 16 and 32, four relation heads of sizes 4 and 8.
+                "relation": relation_loss(s_hidden, t_hidden, attention_mask, 4),
+                "pkd": pkd_loss(s_hidden, t_hidden, projections),
             }
 
     batched = run(input_ids, mask)
     singles = [run(torch.tensor([e]), None) for e in examples]
     lengths = [len(e) for e in examples]
-    # Hidden and attention-KL terms weigh each real token (query) once; attention MSE weighs each
-    # real (query, key) pair once.
+    # Hidden, attention-KL and relation terms weigh each real token (query) once; attention MSE
+    # weighs each real (query, key) pair once; PKD weighs each example once.
     weights = {
         "hidden_mse": lengths,
         "hidden_cosine": lengths,
         "attention_kl": lengths,
         "attention_mse": [n * n for n in lengths],
+        "attention_mse_probs": [n * n for n in lengths],
+        "relation": lengths,
+        "pkd": [1 for _ in lengths],
     }
     for name, value in batched.items():
         w = weights[name]
