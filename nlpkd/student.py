@@ -560,7 +560,7 @@ def create_student(
     layers: Sequence[int] | Sequence[Sequence[int]] | None = None,
     strategy: LayerStrategy = "uniform",
 ) -> PreTrainedModel:
-    """Builds a student with fewer layers from a teacher, initialised from its weights.
+    """Builds a student with fewer encoder layers (decoder layers, ResNet blocks) from a teacher.
 
     The student is a new model of the teacher's own class (a `*ForSequenceClassification` model, a
     bare base model such as `BertModel`, a `*ForCausalLM` decoder, a ResNet, or any other head of a
