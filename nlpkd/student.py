@@ -592,11 +592,11 @@ def create_student(
     Args:
         teacher ([`~transformers.PreTrainedModel`]):
             The model to compress; its `model_type` must be one of [`SUPPORTED_FAMILIES`].
-        num_layers (`int`, *optional*):
+        num_layers (`int` or `Sequence[int]`, *optional*):
             Number of student layers, from 1 to one fewer than the teacher's. Layers are then
             chosen by [`default_teacher_layers`] with `strategy`. Defaults to half the teacher's
             layers, rounded down, and at least 1. For ResNet, blocks per stage (see above).
-        layers (`Sequence[int]`, *optional*):
+        layers (`Sequence[int]` or `Sequence[Sequence[int]]`, *optional*):
             The 0-based teacher layers that initialise the student, one per student layer, all
             distinct and in range. They are used in the given order; ascending order is
             recommended (others log a warning). When `num_layers` is also given it must equal
