@@ -111,7 +111,7 @@ def load_teacher(path: str | None, device: str) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
     from transformers import logging as hf_logging
 
-    from nlpkd.api import packaged_minilm_path
+    from nlpkd.models import packaged_minilm_path
 
     torch.manual_seed(0)
     # The freshly initialised head would otherwise be announced on every load.
@@ -319,7 +319,7 @@ def _spreads(times: dict[str, list[float]]) -> dict[str, list[float]]:
 
 def bench_inference(cli: argparse.Namespace) -> Figure:
     from nlpkd import create_student
-    from nlpkd.report import measure_latency
+    from nlpkd.evaluation import measure_latency
 
     teacher = load_teacher(cli.teacher, cli.device).eval()
     student = create_student(teacher, num_layers=cli.student_layers)
@@ -451,8 +451,8 @@ def bench_epoch(cli: argparse.Namespace) -> Figure:
     from transformers import AutoTokenizer, DataCollatorWithPadding, PrinterCallback
 
     from nlpkd import DistillationConfig, DistillationTrainer, create_student
-    from nlpkd.api import packaged_minilm_path
-    from nlpkd.tasks import load_bbc_news, tokenize_dataset
+    from nlpkd.models import packaged_minilm_path
+    from nlpkd.data import load_bbc_news, tokenize_dataset
 
     device = cli.device
     teacher_path = cli.teacher or packaged_minilm_path()

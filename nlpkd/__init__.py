@@ -12,20 +12,38 @@ trainer.train()
 ```
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from .config import DistillationConfig
-from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
-from .quick import DistillationResult, distill, finetune
-from .student import SUPPORTED_FAMILIES, create_student, default_layer_map
+from .losses import (
+    attention_loss,
+    hard_label_loss,
+    hidden_state_loss,
+    logit_distillation_loss,
+    pkd_loss,
+    relation_loss,
+    soft_kl_loss,
+)
+from .pipeline import DistillationJob, DistillationResult
+from .quick import distill, finetune
+from .report import Report
+from .student import (
+    LAYER_STRATEGIES,
+    SUPPORTED_FAMILIES,
+    create_student,
+    default_layer_map,
+)
 from .trainer import DistillationTrainer, NonFiniteLossError
 
 __all__ = [
+    "LAYER_STRATEGIES",
     "SUPPORTED_FAMILIES",
     "DistillationConfig",
+    "DistillationJob",
     "DistillationResult",
     "DistillationTrainer",
     "NonFiniteLossError",
+    "Report",
     "__version__",
     "attention_loss",
     "create_student",
@@ -34,5 +52,8 @@ __all__ = [
     "finetune",
     "hard_label_loss",
     "hidden_state_loss",
+    "logit_distillation_loss",
+    "pkd_loss",
+    "relation_loss",
     "soft_kl_loss",
 ]

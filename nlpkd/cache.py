@@ -113,3 +113,32 @@ def add_teacher_logits(
         )
     finally:
         teacher.train(was_training)
+
+
+def cached_training_set(dataset: Any, trainer: Any, input_names: Iterable[str]) -> datasets.Dataset:
+    """The trainer's training set with its teacher's logits as a column, from or into the disk cache.
+
+    Args:
+        dataset (`datasets.Dataset`): the tokenized training set.
+        trainer ([`~nlpkd.DistillationTrainer`]): gives the teacher, the collator, the device and the
+            cache folder (`teacher_cache_dir`, else `OUTPUT_DIR/teacher_cache`).
+        input_names (`Iterable[str]`): the batch keys the teacher takes.
+    """
+    if not isinstance(dataset, datasets.Dataset):
+        raise ValueError(
+            f"teacher_cache needs the training set as a datasets.Dataset (got {type(dataset).__name__}), "
+            "so the logits can be stored as a column; convert it with datasets.Dataset.from_dict/from_pandas."
+        )
+    args = trainer.args
+    cache_dir = args.teacher_cache_dir or os.path.join(args.output_dir, "teacher_cache")
+    # The main process writes the Arrow file; the others then read it instead of recomputing.
+    with args.main_process_first(desc="teacher logits cache"):
+        return add_teacher_logits(
+            dataset,
+            trainer.teacher,
+            trainer.data_collator,
+            input_names,
+            batch_size=args.per_device_eval_batch_size,
+            device=args.device,
+            cache_dir=cache_dir,
+        )

@@ -9,10 +9,10 @@ used instead.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +23,8 @@ from transformers import TrainerCallback
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Written last by Trainer._save_checkpoint: its presence marks a finished checkpoint.
 COMPLETE_MARKER = "trainer_state.json"
+
+logger = logging.getLogger(__name__)
 
 
 def _checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -74,6 +76,42 @@ def quarantine_incomplete_checkpoints(output_dir: str | os.PathLike) -> list[str
     return moved
 
 
+def resolve_resume_checkpoint(
+    output_dir: str | os.PathLike, resume: str | bool | None, should_save: bool = True
+) -> str | None:
+    """The checkpoint a run resumes from, after moving half-written ones aside.
+
+    Args:
+        output_dir (`str` or `os.PathLike`): the run's output directory.
+        resume (`str`, `bool` or `None`): `True` (or `"last"`) for the newest complete checkpoint, a path, or
+            `None`/`False` to start afresh.
+        should_save (`bool`, *optional*, defaults to `True`): whether this process writes (only the main
+            process renames folders).
+
+    Raises:
+        `ValueError`: if `True` finds no complete checkpoint, or the path is not a complete checkpoint.
+    """
+    if should_save:
+        for path in quarantine_incomplete_checkpoints(output_dir):
+            logger.warning("moved the half-written checkpoint aside: %s", path)
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    if resume is True:
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            raise ValueError(
+                f"resume_from_checkpoint=True but {output_dir} holds no complete checkpoint: start without "
+                "it, or give the path of a checkpoint-N folder."
+            )
+        return found
+    if resume and not is_complete_checkpoint(resume):
+        raise ValueError(
+            f"{resume} is not a complete checkpoint (no trainer_state.json: it was interrupted while saving "
+            "or is not a checkpoint): resume from an earlier checkpoint-N."
+        )
+    return resume or None
+
+
 class GracefulStop(TrainerCallback):
     """Turns SIGINT/SIGTERM into "save a checkpoint at the end of this step and stop".
 
@@ -91,11 +129,10 @@ class GracefulStop(TrainerCallback):
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C means "now"
         self.received = signal.Signals(signum).name
-        print(
-            f"nlpkd: {self.received} received: saving a checkpoint at the end of this step, then stopping "
-            "(press Ctrl-C again to abort at once).",
-            file=sys.stderr,
-            flush=True,
+        logger.warning(
+            "%s received: saving a checkpoint at the end of this step, then stopping (press Ctrl-C again "
+            "to abort at once).",
+            self.received,
         )
 
     def on_step_end(self, args, state, control, **kwargs):

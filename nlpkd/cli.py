@@ -1,7 +1,8 @@
 """The `nlpkd` command: `nlpkd distill` (the whole job) and `nlpkd finetune` (the teacher step alone).
 
 Arguments are dataclasses parsed by `HfArgumentParser`; `--config file.yaml` supplies the same fields, and flags
-given on the command line win over it.
+given on the command line win over it. The command parses, builds a [`~nlpkd.pipeline.DistillationJob`], runs
+it with [`nlpkd.pipeline.run`], saves, prints and pushes.
 """
 
 from __future__ import annotations
@@ -9,14 +10,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import shlex
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .config import DistillationConfig
+from .pipeline import DistillationJob, job_default, training_defaults
+from .plot import PLOT_NAME
+from .report import METRICS_NAME
 
 USAGE = """usage: nlpkd {distill,finetune} [--config FILE.yaml] [--FIELD VALUE ...]
 
@@ -34,28 +42,8 @@ all-MiniLM-L6-v2 teacher on the packaged BBC News corpus, distilled into 3 layer
 """
 
 CONFIG_NAME = "nlpkd_config.yaml"
-METRICS_NAME = "metrics.json"
-PLOT_NAME = "distillation.png"
 # Never written into saved configs, metrics or model cards.
 SECRET_FIELDS = ("hub_token",)
-
-# Defaults of the command that differ from TrainingArguments' own: chosen for the embedded BBC News job on
-# a 2-core CPU (see docs/performance.md); the GLUE recipes in recipes/ set their own.
-CLI_DEFAULTS: dict[str, Any] = {
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "learning_rate": 1e-4,
-    "num_train_epochs": 2.0,
-    "warmup_steps": 0.1,
-    "logging_steps": 10,
-    "eval_strategy": "no",
-    "save_strategy": "no",
-    "report_to": "none",
-    "seed": 42,
-    "temperature": 2.0,
-    "alpha_kd": 0.5,
-    "alpha_ce": 0.5,
-}
 
 
 @dataclass
@@ -85,21 +73,22 @@ class ModelArguments:
         },
     )
     finetune_teacher: str = field(
-        default="auto",
+        default=job_default("finetune_teacher"),
         metadata={
             "help": "'auto': fine-tune when the teacher has no trained head for the task; 'always'; 'never'.",
             "choices": ["auto", "always", "never"],
         },
     )
     teacher_num_train_epochs: float = field(
-        default=1.0, metadata={"help": "Epochs of teacher fine-tuning (when it is fine-tuned)."}
+        default=job_default("teacher_num_train_epochs"),
+        metadata={"help": "Epochs of teacher fine-tuning (when it is fine-tuned)."},
     )
     teacher_learning_rate: float = field(
-        default=1e-4,
+        default=job_default("teacher_learning_rate"),
         metadata={"help": "Learning rate of teacher fine-tuning (when it is fine-tuned)."},
     )
     trust_remote_code: bool = field(
-        default=False,
+        default=job_default("trust_remote_code"),
         metadata={
             "help": "Allow custom model code from the checkpoint (off: only enable for code you trust)."
         },
@@ -135,7 +124,8 @@ class DataArguments:
         metadata={"help": "Local validation data: GLUE-format TSV, CSV or JSON Lines."},
     )
     max_length: int = field(
-        default=128, metadata={"help": "Maximum tokens per example (longer are truncated)."}
+        default=job_default("max_length"),
+        metadata={"help": "Maximum tokens per example (longer are truncated)."},
     )
     max_train_samples: int | None = field(
         default=None,
@@ -145,13 +135,16 @@ class DataArguments:
         default=None, metadata={"help": "Use at most this many examples of each evaluation split."}
     )
     latency_batch_size: int = field(
-        default=32, metadata={"help": "Batch size of the latency measurement."}
+        default=job_default("latency_batch_size"),
+        metadata={"help": "Batch size of the latency measurement."},
     )
     latency_batches: int = field(
-        default=4, metadata={"help": "Batches per latency round (0 = skip latency)."}
+        default=job_default("latency_batches"),
+        metadata={"help": "Batches per latency round (0 = skip latency)."},
     )
     latency_repeats: int = field(
-        default=5, metadata={"help": "Timed rounds of the latency measurement."}
+        default=job_default("latency_repeats"),
+        metadata={"help": "Timed rounds of the latency measurement."},
     )
     overwrite_output_dir: bool = field(
         default=False,
@@ -163,11 +156,27 @@ class UsageError(ValueError):
     """A mistake in the command line or config file; reported in one line, without a traceback."""
 
 
-def _parser(command: str):
-    import torch
-    from transformers import HfArgumentParser
+DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
 
-    from .config import DistillationConfig
+
+def _field_types() -> dict[str, Any]:
+    types: dict[str, Any] = {}
+    for dataclass_type in DATACLASSES:
+        hints = typing.get_type_hints(dataclass_type)
+        types.update({f.name: hints[f.name] for f in dataclasses.fields(dataclass_type) if f.init})
+    return types
+
+
+def _takes_several_values(field_type: Any) -> bool:
+    # HfArgumentParser gives a field typed list[...] (alone or in a union) nargs="+".
+    options = typing.get_args(field_type) if typing.get_origin(field_type) else ()
+    return typing.get_origin(field_type) is list or any(
+        typing.get_origin(option) is list for option in options
+    )
+
+
+def _parser(command: str):
+    from transformers import HfArgumentParser
 
     class Parser(HfArgumentParser):
         # argparse prints usage and exits on a bad value; we report one line like every other user error.
@@ -175,7 +184,7 @@ def _parser(command: str):
             raise UsageError(message)
 
     parser = Parser(
-        (ModelArguments, DataArguments, DistillationConfig),
+        DATACLASSES,
         # An abbreviated flag would silently mean whichever option it happens to prefix.
         allow_abbrev=False,
         prog=f"nlpkd {command}",
@@ -185,13 +194,11 @@ def _parser(command: str):
             else "Fine-tune a base encoder on the task and save it as a teacher."
         ),
     )
-    parser.set_defaults(**CLI_DEFAULTS)
-    # Pinned memory only helps copies to a GPU; without one, torch warns about it on every data loader.
-    parser.set_defaults(dataloader_pin_memory=torch.cuda.is_available())
+    parser.set_defaults(**training_defaults())
     return parser
 
 
-def _yaml_to_argv(path: str, parser) -> list[str]:
+def _yaml_to_argv(path: str) -> list[str]:
     """Turn a YAML config into command-line tokens, so argparse checks its types like any flag."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -208,8 +215,8 @@ def _yaml_to_argv(path: str, parser) -> list[str]:
         raise UsageError(
             f"config file {path} must hold a mapping of option: value, got {type(data).__name__}."
         )
-    actions = {action.dest: action for action in parser._actions}
-    unknown = sorted(set(data) - set(actions))
+    types = _field_types()
+    unknown = sorted(set(data) - set(types))
     if unknown:
         raise UsageError(
             f"config file {path} has unknown key(s): {', '.join(unknown)}. See `nlpkd distill --help` for "
@@ -221,12 +228,10 @@ def _yaml_to_argv(path: str, parser) -> list[str]:
             continue
         if isinstance(value, bool):
             argv += [f"--{key}", str(value).lower()]
-        elif isinstance(value, list) and actions[key].nargs in ("+", "*"):
+        elif isinstance(value, list) and _takes_several_values(types[key]):
             argv += [f"--{key}", *(str(v) for v in value)]
-        elif isinstance(value, list):
-            # One token, so argparse (or the field's own parser, e.g. layer_map) judges the whole list.
-            argv += [f"--{key}", json.dumps(value)]
-        elif isinstance(value, dict):
+        elif isinstance(value, list | dict):
+            # One token, so argparse (or the field's own parser, e.g. layer_map) judges the whole value.
             argv += [f"--{key}", json.dumps(value)]
         else:
             argv += [f"--{key}", str(value)]
@@ -243,7 +248,7 @@ def parse_arguments(command: str, argv: list[str]):
         at = argv.index("--config")
         if at + 1 >= len(argv):
             raise UsageError("--config needs a path to a YAML file.")
-        argv = _yaml_to_argv(argv[at + 1], parser) + argv[:at] + argv[at + 2 :]
+        argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
     try:
         model_args, data_args, args, unknown = parser.parse_args_into_dataclasses(
             argv, return_remaining_strings=True
@@ -251,7 +256,7 @@ def parse_arguments(command: str, argv: list[str]):
     except ValueError as err:
         raise UsageError(str(err)) from err
     if unknown:
-        options = [o for action in parser._actions for o in action.option_strings]
+        options = [f"--{name}" for name in _field_types()]
         flag = next((u for u in unknown if u.startswith("--")), unknown[0])
         close = difflib.get_close_matches(flag.split("=")[0], options, n=1)
         hint = f" Did you mean {close[0]}?" if close else " See `nlpkd distill --help`."
@@ -274,18 +279,16 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _parse_student_layers(value: str | None) -> tuple[int | None, list[int] | None]:
+def _parse_student_layers(value: str | None) -> int | list[int] | None:
     if value is None or value == "":
-        return None, None
+        return None
     try:
         numbers = [int(part) for part in value.split(",") if part.strip()]
     except ValueError as err:
         raise UsageError(
             f"--student_layers {value!r}: give a number (3) or a comma list ('0,2,4')."
         ) from err
-    if "," in value:
-        return None, numbers
-    return numbers[0], None
+    return numbers if "," in value else numbers[0]
 
 
 def save_config(path: Path, command: str, model_args, data_args, args) -> None:
@@ -313,256 +316,119 @@ def save_config(path: Path, command: str, model_args, data_args, args) -> None:
     path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
 
 
-def _subsample(dataset, limit: int | None, seed: int):
-    if limit is None or limit >= len(dataset):
-        return dataset
-    return dataset.shuffle(seed=seed).select(range(limit))
+def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> DistillationJob:
+    """The job a command line describes: its data read (task, files or the packaged corpus), its options."""
+    from .data.readers import load_custom_data, load_task_data
+    from .data.tasks import DEFAULT_TASK, get_task
 
-
-def run_distill(
-    model_args: ModelArguments, data_args: DataArguments, args, *, finetune_only: bool = False
-) -> dict:
-    """The `nlpkd distill` job (or, with `finetune_only`, the `nlpkd finetune` job). Returns the report."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        set_seed,
-    )
-
-    from . import api
-    from .hub import push_to_hub
-    from .metrics import make_compute_metrics
-    from .report import compression_report, format_summary, save_metrics
-    from .student import check_family, create_student, num_encoder_layers
-    from .tasks import (
-        DEFAULT_TASK,
-        get_task,
-        label_names,
-        load_custom_data,
-        load_task_data,
-        tokenize_dataset,
-    )
-    from .trainer import DistillationTrainer
-
-    output_dir = Path(args.output_dir)
-    _check_output_dir(output_dir, data_args.overwrite_output_dir)
-    set_seed(args.seed)
     task_name = data_args.task or (
         "custom" if data_args.train_file or data_args.validation_file else DEFAULT_TASK
     )
-    teacher_path = model_args.teacher or api.packaged_minilm_path()
-
     if task_name == "custom":
         if not data_args.train_file:
             raise UsageError(
                 "--task custom needs --train_file (and, optionally, --validation_file)."
             )
         columns = tuple(c.strip() for c in data_args.text_columns.split(",") if c.strip())
-        raw, task = load_custom_data(
+        data, task = load_custom_data(
             data_args.train_file, data_args.validation_file, text_columns=columns, seed=args.seed
         )
     else:
         task = get_task(task_name)
-        raw = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
-    names = label_names(raw, task)
-    api.check_checkpoint(teacher_path, "teacher")
-    if model_args.student:
-        api.check_checkpoint(model_args.student, "student")
-    else:
-        # Fail before any fine-tuning when no student can be built from this teacher.
-        teacher_config = AutoConfig.from_pretrained(
-            teacher_path, trust_remote_code=model_args.trust_remote_code
-        )
-        check_family(teacher_config)
-        num_layers, layers = _parse_student_layers(model_args.student_layers)
-        depth = num_encoder_layers(teacher_config)
-        bad = [i for i in layers or [] if not 0 <= i < depth]
-        if bad or (num_layers is not None and not 1 <= num_layers < depth):
-            raise UsageError(
-                f"--student_layers {model_args.student_layers}: the teacher has {depth} layers, so give "
-                f"a number from 1 to {depth - 1} or layer indices from 0 to {depth - 1}."
-            )
-    tokenizer = AutoTokenizer.from_pretrained(
-        teacher_path, trust_remote_code=model_args.trust_remote_code
+        data = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
+    return DistillationJob(
+        data=data,
+        task=task,
+        args=args,
+        teacher=model_args.teacher,
+        student=model_args.student,
+        student_layers=_parse_student_layers(model_args.student_layers),
+        finetune_teacher=model_args.finetune_teacher,
+        teacher_num_train_epochs=model_args.teacher_num_train_epochs,
+        teacher_learning_rate=model_args.teacher_learning_rate,
+        trust_remote_code=model_args.trust_remote_code,
+        max_length=data_args.max_length,
+        max_train_samples=data_args.max_train_samples,
+        max_eval_samples=data_args.max_eval_samples,
+        latency_batch_size=data_args.latency_batch_size,
+        latency_batches=data_args.latency_batches,
+        latency_repeats=data_args.latency_repeats,
+        resume_from_checkpoint=args.resume_from_checkpoint,
     )
-    if data_args.max_length > tokenizer.model_max_length:
-        print(
-            f"[nlpkd] --max_length {data_args.max_length} is more than the teacher's maximum of "
-            f"{tokenizer.model_max_length} tokens; using {tokenizer.model_max_length}.",
-            flush=True,
-        )
-        data_args.max_length = tokenizer.model_max_length
-    data = tokenize_dataset(raw, tokenizer, task, max_length=data_args.max_length)
-    if "train" not in data:
-        raise UsageError("No training split: pass --train_file (and --validation_file).")
-    data["train"] = _subsample(data["train"], data_args.max_train_samples, args.seed)
-    eval_splits = {
-        split: _subsample(data[split], data_args.max_eval_samples, args.seed)
-        for split in task.validation_splits
-        if split in data
-    }
 
-    trained = api.has_trained_head(teacher_path, task, model_args.trust_remote_code)
-    if model_args.finetune_teacher == "never" and not trained:
-        raise UsageError(
-            f"--finetune_teacher never, but {teacher_path} has no trained classification head for "
-            f"{task.name} ({task.num_labels} labels): pass a fine-tuned teacher, or let nlpkd "
-            "fine-tune this one (--finetune_teacher auto)."
-        )
-    finetune = model_args.finetune_teacher == "always" or (
-        model_args.finetune_teacher == "auto" and not trained
-    )
-    if finetune_only and not finetune:
-        raise UsageError(
-            f"{teacher_path} already has a trained head for {task.name}; use --finetune_teacher always."
-        )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if finetune:
-        print(f"[nlpkd] fine-tuning the teacher {teacher_path} on {task.name} ...", flush=True)
-        teacher = api.finetune_teacher(
-            teacher_path,
-            data,
-            task,
-            names,
-            tokenizer,
-            args,
-            output_dir=output_dir / "teacher" if not finetune_only else output_dir,
-            num_train_epochs=model_args.teacher_num_train_epochs,
-            learning_rate=model_args.teacher_learning_rate,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-        teacher_name = api.hub_name(teacher_path)
-    else:
-        teacher = AutoModelForSequenceClassification.from_pretrained(
-            teacher_path, trust_remote_code=model_args.trust_remote_code
-        )
-        api.align_label_names(teacher, names)
-        teacher_name = api.hub_name(teacher_path)
+
+def run_distill(
+    model_args: ModelArguments, data_args: DataArguments, args, *, finetune_only: bool = False
+) -> dict:
+    """The `nlpkd distill` command (or, with `finetune_only`, `nlpkd finetune`): build the job, run it, save,
+    print and push. Returns the report as `metrics.json` lays it out."""
+    from transformers import set_seed
+
+    from . import pipeline
+
+    output_dir = Path(args.output_dir)
+    _check_output_dir(output_dir, data_args.overwrite_output_dir)
+    set_seed(args.seed)
+    job = build_job(model_args, data_args, args)
     if finetune_only:
-        tokenizer.save_pretrained(output_dir)
-        metrics = api.evaluate_model(teacher, eval_splits, task, tokenizer, args)
-        save_metrics({"teacher": metrics}, output_dir)
-        print(json.dumps({"teacher": metrics}, indent=2))
-        return {"teacher": metrics}
-
-    num_layers, layers = _parse_student_layers(model_args.student_layers)
-    if model_args.student:
-        student_config = AutoConfig.from_pretrained(
-            model_args.student, trust_remote_code=model_args.trust_remote_code
-        )
-        architectures = getattr(student_config, "architectures", None) or []
-        if any(name.endswith("ForSequenceClassification") for name in architectures):
-            # A trained head keeps its own classes: they are checked, never silently renamed.
-            student = AutoModelForSequenceClassification.from_pretrained(
-                model_args.student, trust_remote_code=model_args.trust_remote_code
-            )
-            api.align_label_names(student, names, role="student")
-        else:
-            student = AutoModelForSequenceClassification.from_pretrained(
-                model_args.student,
-                trust_remote_code=model_args.trust_remote_code,
-                **api.label_maps(names, task),
-            )
-    else:
-        student = create_student(teacher, num_layers=num_layers, layers=layers)
-    # The command pushes once at the end, with the model card: the Trainer must not push checkpoints itself,
-    # and never holds the token (it pickles its arguments into training_args.bin).
-    trainer_args = dataclasses.replace(args, push_to_hub=False, hub_token=None)
-    trainer = DistillationTrainer(
-        model=student,
-        teacher=teacher,
-        args=trainer_args,
-        train_dataset=data["train"],
-        eval_dataset=eval_splits.get(task.validation_splits[0]),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_compute_metrics(task),
-    )
-    print(
-        f"[nlpkd] distilling {teacher_name} into {num_encoder_layers(student)} layers ...",
-        flush=True,
-    )
-    resume = args.resume_from_checkpoint
-    trainer.train(
-        resume_from_checkpoint=True if str(resume).lower() in ("true", "last") else resume
-    )
-    if trainer.stopped_by_signal:
-        from .checkpoints import last_complete_checkpoint
-
-        checkpoint = last_complete_checkpoint(output_dir)
+        metrics = pipeline.run_finetune(job)
+        (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+        print(json.dumps(metrics, indent=2))
+        return metrics
+    result = pipeline.run(job)
+    if result.stopped_by_signal:
         print(
-            f"[nlpkd] stopped by {trainer.stopped_by_signal} at step {trainer.state.global_step}; checkpoint "
-            f"{checkpoint}. Resume with the same command and --resume_from_checkpoint last.",
+            f"[nlpkd] stopped by {result.stopped_by_signal} at step {result.trainer.state.global_step}; "
+            f"checkpoint {result.checkpoint}. Resume with the same command and --resume_from_checkpoint last.",
             flush=True,
         )
-        return {"stopped_by_signal": trainer.stopped_by_signal, "checkpoint": checkpoint}
-    student = trainer.model.eval()
-    # Every process takes part in saving (FSDP and DeepSpeed gather the weights), and in evaluation.
-    trainer.save_model(str(output_dir))
-
-    print("[nlpkd] evaluating teacher and student ...", flush=True)
-    teacher_metrics = api.evaluate_model(teacher, eval_splits, task, tokenizer, args)
-    student_metrics = api.evaluate_model(student, eval_splits, task, tokenizer, args)
-    trainer.accelerator.wait_for_everyone()
-    if not trainer.is_world_process_zero():
-        # One process measures and writes: latency measured by several processes at once on one machine
-        # would be meaningless, and the files and the push happen once.
-        return {"teacher": teacher_metrics, "student": student_metrics}
-    batches = None
-    if data_args.latency_batches > 0:
-        batches = api.latency_batches(
-            eval_splits[task.validation_splits[0]],
-            tokenizer,
-            data_args.latency_batch_size,
-            data_args.latency_batches,
-            data_args.max_length,
-        )
-    report = compression_report(
-        teacher=teacher,
-        student=student,
-        teacher_metrics=teacher_metrics,
-        student_metrics=student_metrics,
-        main_metric=task.main_metric,
-        main_split=task.validation_splits[0],
-        latency_batches=batches,
-        repeats=data_args.latency_repeats,
-    )
-    report.update(
-        task=task.name,
-        teacher_name=teacher_name,
-        teacher_layers=getattr(student.config, "nlpkd_teacher_layers", None),
-        student_layers=num_encoder_layers(student),
-        distillation=api.distillation_args_summary(args),
-        train_examples=len(data["train"]),
-    )
-
+        return {"stopped_by_signal": result.stopped_by_signal, "checkpoint": result.checkpoint}
+    command = "nlpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    # Every process takes part in saving (FSDP and DeepSpeed gather the weights); one writes.
+    result.save(output_dir, model_name=args.hub_model_id or output_dir.name, command=command)
+    if result.report is None:  # not the main process
+        return {}
     save_config(output_dir / CONFIG_NAME, "distill", model_args, data_args, args)
-    api.write_report_files(
-        output_dir,
-        report,
-        trainer.state.log_history,
-        model_name=args.hub_model_id or output_dir.name,
-        task_name=None if task.name == "custom" else task.name,
-        # Only a Hub dataset id belongs in the card's `datasets`; the packaged corpus is named by its task.
-        dataset_name=task.hub_dataset[0] if task.hub_dataset else None,
-        command="nlpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
-    )
-    print(format_summary(report), flush=True)
+    from .report import format_summary
+
+    print(format_summary(result.report.to_dict()), flush=True)
     print(
         f"[nlpkd] student, tokenizer, {METRICS_NAME}, {PLOT_NAME}, {CONFIG_NAME} and README.md in {output_dir}"
     )
     if args.push_to_hub:
-        if not args.hub_model_id:
-            raise UsageError(
-                "--push_to_hub needs --hub_model_id NAME (e.g. your-name/bbc-minilm-l3)."
-            )
-        url = push_to_hub(
-            output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo
-        )
-        print(f"[nlpkd] pushed to {url}")
-    return report
+        _push(output_dir, args)
+    return result.report.to_dict()
+
+
+def _push(output_dir: Path, args) -> None:
+    from .hub import push_to_hub
+
+    if not args.hub_model_id:
+        raise UsageError("--push_to_hub needs --hub_model_id NAME (e.g. your-name/bbc-minilm-l3).")
+    url = push_to_hub(
+        output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo
+    )
+    print(f"[nlpkd] pushed to {url}")
+
+
+def _show_progress_messages() -> None:
+    """Print the library's INFO messages (fine-tuning, distilling, evaluating ...) as `[nlpkd] ...` lines."""
+    logger = logging.getLogger("nlpkd")
+    if not any(isinstance(handler, _StdoutHandler) for handler in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("[nlpkd] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is at the time (it may be replaced after the handler is made)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not setStream(): it would flush the old stream, which may be closed by now.
+        self.stream = sys.stdout
+        super().emit(record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlpkd {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    _show_progress_messages()
     if command not in ("distill", "finetune"):
         print(
             f"nlpkd: error: unknown command {command!r}; use 'distill' or 'finetune'.\n\n{USAGE}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -9,8 +10,21 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 HIDDEN_LOSSES = ("mse", "cosine")
-ATTN_LOSSES = ("kl", "mse")
+ATTN_LOSSES = ("kl", "mse", "mse_probs")
 TEACHER_DTYPES = ("auto", "float32", "float16", "bfloat16")
+# The loss components, as they are logged; each has a weight `alpha_<name>`.
+LOSS_COMPONENTS = ("kd", "ce", "hidden", "attn")
+# The fields that define the loss, as reports and model cards list them.
+LOSS_SETTINGS = (
+    "temperature",
+    "alpha_kd",
+    "alpha_ce",
+    "alpha_hidden",
+    "alpha_attn",
+    "hidden_loss",
+    "attn_loss",
+    "layer_map",
+)
 
 
 def parse_layer_map(value: Any) -> dict[int, int] | None:
@@ -57,6 +71,20 @@ def parse_layer_map(value: Any) -> dict[int, int] | None:
     return dict(sorted(mapping.items()))
 
 
+def plain_training_arguments(args: TrainingArguments, **overrides: Any) -> TrainingArguments:
+    """A plain `TrainingArguments` with the settings of `args` (any subclass), updated with `overrides`.
+
+    Args:
+        args (`TrainingArguments`): e.g. a [`DistillationConfig`].
+        **overrides: fields to change, e.g. `eval_strategy="no"`.
+    """
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init
+    }
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
 @dataclass
 class DistillationConfig(TrainingArguments):
     r"""
@@ -87,7 +115,9 @@ class DistillationConfig(TrainingArguments):
         hidden_loss (`str`, *optional*, defaults to `"mse"`):
             `"mse"` or `"cosine"` (1 - cosine similarity), averaged over non-padding tokens.
         attn_loss (`str`, *optional*, defaults to `"kl"`):
-            `"kl"` (KL(teacher || student) over keys) or `"mse"`, masked on query and key padding.
+            `"kl"` (KL(teacher || student) over keys, MiniLM), `"mse"` (TinyBERT-style MSE of the attention
+            logits, taken as log-probabilities: the scores up to each row's constant) or `"mse_probs"` (MSE of
+            the probabilities), masked on query and key padding.
         layer_map (`dict[int, int]` or `str`, *optional*):
             Student encoder layer -> teacher encoder layer (0-based) for the hidden and attention terms. Defaults
             to the teacher layers the student was built from (recorded by [`create_student`]), else a uniform
@@ -124,8 +154,12 @@ class DistillationConfig(TrainingArguments):
     hidden_loss: Literal["mse", "cosine"] = field(
         default="mse", metadata={"help": "Hidden-state loss: 'mse' or 'cosine'."}
     )
-    attn_loss: Literal["kl", "mse"] = field(
-        default="kl", metadata={"help": "Attention-map loss: 'kl' or 'mse'."}
+    attn_loss: Literal["kl", "mse", "mse_probs"] = field(
+        default="kl",
+        metadata={
+            "help": "Attention-map loss: 'kl' (MiniLM), 'mse' (TinyBERT: MSE of attention logits, taken as "
+            "log-probabilities) or 'mse_probs' (MSE of probabilities)."
+        },
     )
     layer_map: dict | str | None = field(
         default=None,
@@ -161,10 +195,7 @@ class DistillationConfig(TrainingArguments):
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}.")
-        weights = {
-            name: getattr(self, name)
-            for name in ("alpha_kd", "alpha_ce", "alpha_hidden", "alpha_attn")
-        }
+        weights = {f"alpha_{name}": getattr(self, f"alpha_{name}") for name in LOSS_COMPONENTS}
         for name, weight in weights.items():
             if not weight >= 0:
                 raise ValueError(f"{name} must be >= 0, got {weight}.")
@@ -193,9 +224,13 @@ class DistillationConfig(TrainingArguments):
     @property
     def loss_weights(self) -> dict[str, float]:
         """The weight of each loss component, keyed as they are logged (`kd`, `ce`, `hidden`, `attn`)."""
-        return {
-            "kd": self.alpha_kd,
-            "ce": self.alpha_ce,
-            "hidden": self.alpha_hidden,
-            "attn": self.alpha_attn,
-        }
+        return {name: getattr(self, f"alpha_{name}") for name in LOSS_COMPONENTS}
+
+    def to_training_arguments(self, **overrides: Any) -> TrainingArguments:
+        """A plain `TrainingArguments` with the same settings (and `overrides`), for the steps of a job that
+        need no distillation fields: fine-tuning the teacher, evaluating a model."""
+        return plain_training_arguments(self, **overrides)
+
+    def loss_settings(self) -> dict[str, Any]:
+        """The distillation settings that a report and a model card state, in that order."""
+        return {name: getattr(self, name) for name in LOSS_SETTINGS}

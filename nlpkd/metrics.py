@@ -14,7 +14,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
-from nlpkd.tasks import TaskSpec, get_task
+from .data.tasks import TaskSpec, get_task
 
 __all__ = ["compute_task_metrics", "make_compute_metrics"]
 

@@ -1,340 +1,260 @@
-"""Compression report for a distilled student: parameters, size on disk, latency, retention, plots.
+"""The report of a distillation run: a typed [`Report`] of every model measured side by side, and its one writer.
 
-Everything here measures the two models as they are; nothing trains. The report is a plain,
-JSON-serialisable dict so that it can be written next to the student (`metrics.json`), printed
-(`format_summary`), drawn (`plot_report`) and turned into a model card (`nlpkd.hub`).
+`Report.to_dict()` is the layout of `metrics.json`; [`write_report`] writes that file, the plot
+(`distillation.png`) and the model card (`README.md`) from the same report, so they always agree.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import statistics
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
-from transformers import PreTrainedModel
-from transformers.utils import logging as hf_logging
+__all__ = ["METRICS_NAME", "Report", "Variant", "format_summary", "load_report", "write_report"]
 
-from .student import select_forward_inputs
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-
-__all__ = [
-    "compression_report",
-    "count_parameters",
-    "format_summary",
-    "measure_latency",
-    "plot_report",
-    "save_metrics",
-    "size_on_disk_mb",
-]
-
-# Trainer `log_history` keys that `DistillationTrainer` logs for the training loss and its parts.
-LOSS_COMPONENT_KEYS: tuple[str, ...] = ("loss", "kd", "ce", "hidden", "attn")
+METRICS_NAME = "metrics.json"
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """
-    Count the parameters of a model.
-
-    Tied parameters (e.g. input embeddings shared with an output layer) are counted once, which is
-    what `torch.nn.Module.parameters` yields.
+@dataclass
+class Variant:
+    """One model measured in a run: the teacher, the student, or a deployed form of the student.
 
     Args:
-        model (`torch.nn.Module`):
-            The model to count.
-
-    Returns:
-        `int`: the number of scalar parameters, trainable or not.
+        name (`str`): `"teacher"`, `"student"`, or a deployed form such as `"student-int8"`.
+        metrics (`dict[str, dict[str, float | None]]`): split -> metric -> value (`None` when not finite).
+        params (`int`): scalar parameters (tied ones counted once).
+        size_mb (`float`): size of its weights on disk, in MB (1e6 bytes).
+        latency_ms (`float`, *optional*): median milliseconds per batch on the run's latency batches.
     """
-    return sum(parameter.numel() for parameter in model.parameters())
+
+    name: str
+    metrics: dict[str, dict[str, float | None]]
+    params: int
+    size_mb: float
+    latency_ms: float | None = None
 
 
-def size_on_disk_mb(model: PreTrainedModel) -> float:
-    """
-    Size of a model's weights once saved with `save_pretrained`, in megabytes (1 MB = 1e6 bytes).
+@dataclass
+class Report(Mapping):
+    """What a run measured: task, settings and every [`Variant`], the teacher first and the student second.
 
-    The model is saved as safetensors (the only format transformers 5.x writes) to a temporary
-    directory that is removed afterwards; only the weight files are counted, not `config.json`.
+    Read it by attribute (`report.retention`) or, as `metrics.json` lays it out, by key (`report["retention"]`).
 
     Args:
-        model (`transformers.PreTrainedModel`):
-            The model to measure.
-
-    Returns:
-        `float`: the total size of the `*.safetensors` files in MB.
+        main_metric (`str`): the metric teacher and student are compared on, e.g. `"accuracy"`.
+        main_split (`str`): the split they are compared on, e.g. `"validation"`.
+        variants (`list[Variant]`): the teacher, the student, then any deployed forms.
+        task (`str`, *optional*): the task's name (`"custom"` for your own data).
+        teacher_name (`str`, *optional*): Hub id or local name of the teacher.
+        teacher_layers (`list[int]`, *optional*): the teacher layers the student was built from.
+        student_layers (`int`, *optional*): the student's number of layers.
+        distillation (`dict`, *optional*): the loss settings (`DistillationConfig.loss_settings()`).
+        train_examples (`int`, *optional*): examples the student was trained on.
+        label_names (`list[str]`, *optional*): the class names in id order.
+        device (`str`, *optional*): where the models were measured.
+        torch_threads (`int`, *optional*): CPU threads torch used while measuring.
+        latency_batch_shape (`list[int]`, *optional*): `[batch, sequence]` of the latency batches.
+        latency_num_batches (`int`, *optional*): how many latency batches were timed.
+        extra (`dict`, *optional*): anything else a run reports (written into `metrics.json` as is).
     """
-    if not isinstance(model, PreTrainedModel):
-        raise ValueError(
-            f"size_on_disk_mb needs a transformers PreTrainedModel (it calls save_pretrained), "
-            f"got {type(model).__name__}. Pass the Hugging Face model itself, not a wrapper."
-        )
-    # A progress bar per measurement would clutter the report output; restore the user's choice.
-    bars_were_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with tempfile.TemporaryDirectory(prefix="nlpkd-size-") as tmp:
-            model.save_pretrained(tmp)
-            weight_files = list(Path(tmp).glob("*.safetensors"))
-            if not weight_files:
+
+    main_metric: str
+    main_split: str
+    variants: list[Variant]
+    task: str | None = None
+    teacher_name: str | None = None
+    teacher_layers: list[int] | None = None
+    student_layers: int | None = None
+    distillation: dict[str, Any] = field(default_factory=dict)
+    train_examples: int | None = None
+    label_names: list[str] | None = None
+    device: str | None = None
+    torch_threads: int | None = None
+    latency_batch_shape: list[int] | None = None
+    latency_num_batches: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [variant.name for variant in self.variants]
+        if names[:2] != ["teacher", "student"]:
+            raise ValueError(
+                f"A report's variants start with 'teacher' and 'student', got {names}."
+            )
+        for variant in self.variants[:2]:
+            metrics = variant.metrics.get(self.main_split)
+            if metrics is None:
                 raise ValueError(
-                    f"save_pretrained wrote no *.safetensors file for {type(model).__name__}; "
-                    "cannot measure its size on disk."
+                    f"main_split {self.main_split!r} is not among the {variant.name}'s evaluated splits "
+                    f"{sorted(variant.metrics)}: evaluate it on that split or pick one of these."
                 )
-            return sum(path.stat().st_size for path in weight_files) / 1e6
-    finally:
-        if bars_were_enabled:
-            hf_logging.enable_progress_bar()
+            if self.main_metric not in metrics:
+                raise ValueError(
+                    f"main_metric {self.main_metric!r} is not among the {variant.name}'s metrics on "
+                    f"{self.main_split!r} ({sorted(metrics)}). Use the bare metric name, without an "
+                    "'eval_' prefix."
+                )
 
+    @property
+    def teacher(self) -> Variant:
+        """The teacher's measurements."""
+        return self.variants[0]
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    @property
+    def student(self) -> Variant:
+        """The distilled student's measurements (fp32 PyTorch)."""
+        return self.variants[1]
 
+    def main_value(self, variant: Variant) -> float | None:
+        """A variant's main metric on the main split."""
+        return variant.metrics.get(self.main_split, {}).get(self.main_metric)
 
-def _synchronize(device: torch.device) -> None:
-    # CUDA kernels run asynchronously: without a sync the timer would stop before the work ends.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    def retention(self, variant: Variant | None = None) -> float | None:
+        """A variant's (default: the student's) main metric as a fraction of the teacher's."""
+        teacher, value = self.main_value(self.teacher), self.main_value(variant or self.student)
+        return value / teacher if teacher not in (None, 0.0) and value is not None else None
 
+    def speedup(self, variant: Variant | None = None) -> float | None:
+        """How many times faster than the teacher a variant (default: the student) ran."""
+        teacher, latency = self.teacher.latency_ms, (variant or self.student).latency_ms
+        return teacher / latency if teacher is not None and latency else None
 
-def measure_latency(
-    models: Mapping[str, torch.nn.Module],
-    batches: Sequence[Mapping[str, Tensor]],
-    warmup: int = 2,
-    repeats: int = 5,
-    progress: bool = True,
-) -> dict[str, float]:
-    """
-    Median forward latency of several models on the same batches, in milliseconds per batch.
+    def to_dict(self) -> dict[str, Any]:
+        """The `metrics.json` layout: teacher and student side by side at the top level, plus `variants`."""
+        teacher, student = self.teacher, self.student
+        data: dict[str, Any] = {
+            "teacher": teacher.metrics,
+            "student": student.metrics,
+            "main_metric": self.main_metric,
+            "main_split": self.main_split,
+            "retention": self.retention(),
+            "teacher_params": teacher.params,
+            "student_params": student.params,
+            "param_reduction": 1.0 - student.params / teacher.params if teacher.params else None,
+            "teacher_size_mb": teacher.size_mb,
+            "student_size_mb": student.size_mb,
+            "size_ratio": student.size_mb / teacher.size_mb if teacher.size_mb else None,
+            "device": self.device,
+            "torch_threads": self.torch_threads,
+            "task": self.task,
+            "teacher_name": self.teacher_name,
+            "teacher_layers": self.teacher_layers,
+            "student_layers": self.student_layers,
+            "distillation": self.distillation,
+            "train_examples": self.train_examples,
+            "label_names": self.label_names,
+            "variants": [self._variant_dict(v) for v in self.variants],
+            **self.extra,
+        }
+        if teacher.latency_ms is not None and student.latency_ms is not None:
+            data.update(
+                teacher_latency_ms=teacher.latency_ms,
+                student_latency_ms=student.latency_ms,
+                speedup=self.speedup(),
+                latency_batch_shape=self.latency_batch_shape,
+                latency_num_batches=self.latency_num_batches,
+            )
+        return data
 
-    Every model runs in eval mode under `torch.inference_mode()`. Each batch is routed per model:
-    only the keys that the model's `forward` names are passed (so a DistilBERT student does not get
-    the teacher's `token_type_ids`), and `labels` are dropped because serving does not compute a
-    loss. After `warmup` untimed passes, each of the `repeats` rounds times every model on every
-    batch, interleaved (teacher, student, teacher, student, ...) so that machine noise hits all
-    models alike. Training mode is restored afterwards.
+    def _variant_dict(self, variant: Variant) -> dict[str, Any]:
+        data = asdict(variant)
+        data["metric"] = self.main_value(variant)
+        data["retention"] = self.retention(variant)
+        data["speedup"] = self.speedup(variant)
+        data["size_ratio"] = (
+            variant.size_mb / self.teacher.size_mb if self.teacher.size_mb else None
+        )
+        return data
 
-    Args:
-        models (`Mapping[str, torch.nn.Module]`):
-            Models to time, by the name used in the result (e.g. `{"teacher": t, "student": s}`).
-        batches (`Sequence[Mapping[str, torch.Tensor]]`):
-            Tokenized input batches; each is moved to each model's device before timing.
-        warmup (`int`, *optional*, defaults to `2`):
-            Untimed passes over all batches first, so lazy initialisation and caches do not count.
-        repeats (`int`, *optional*, defaults to `5`):
-            Timed rounds over all batches.
-        progress (`bool`, *optional*, defaults to `True`):
-            Show a progress bar over the timed rounds.
+    # Read-only mapping of the `metrics.json` layout, so `report["retention"]` and `dict(report)` work.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
 
-    Returns:
-        `dict[str, float]`: for each model name, the median over all rounds and batches of the
-        wall-clock milliseconds one forward pass took (`time.perf_counter`).
-    """
-    if not models:
-        raise ValueError("measure_latency needs at least one model, e.g. {'student': model}.")
-    if not batches:
-        raise ValueError("measure_latency needs at least one input batch; got an empty sequence.")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}.")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1 to time anything, got {repeats}.")
+    def __iter__(self):
+        return iter(self.to_dict())
 
-    devices = {name: _model_device(model) for name, model in models.items()}
-    # Route and move the inputs once, so that copying is not part of the timed forward.
-    routed = {
-        name: [
-            {
-                key: value.to(devices[name]) if isinstance(value, Tensor) else value
-                for key, value in select_forward_inputs(model, batch).items()
-                if key != "labels"
-            }
-            for batch in batches
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def save(self, output_dir: str | Path) -> Path:
+        """Write `metrics.json` (strict JSON) into `output_dir`, created when missing, and return its path."""
+        try:
+            text = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"The report cannot be written as strict JSON ({err}): its values must be plain numbers, "
+                "strings, lists and dicts, with None for non-finite values."
+            ) from err
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = output_dir / METRICS_NAME
+        path.write_text(text + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """A report from the `metrics.json` layout (the inverse of [`to_dict`])."""
+        known = {f for f in cls.__dataclass_fields__ if f not in ("variants", "extra")}
+        derived = {
+            "teacher", "student", "retention", "teacher_params", "student_params", "param_reduction",
+            "teacher_size_mb", "student_size_mb", "size_ratio", "teacher_latency_ms",
+            "student_latency_ms", "speedup", "variants",
+        }  # fmt: skip
+        variants = [
+            Variant(**{k: v[k] for k in ("name", "metrics", "params", "size_mb", "latency_ms")})
+            for v in data["variants"]
         ]
-        for name, model in models.items()
-    }
-    was_training = {name: model.training for name, model in models.items()}
-    timings: dict[str, list[float]] = {name: [] for name in models}
-    names = list(models)
-    try:
-        for model in models.values():
-            model.eval()
-        with torch.inference_mode():
-            for _ in range(warmup):
-                for index in range(len(batches)):
-                    for name in names:
-                        models[name](**routed[name][index])
-                        _synchronize(devices[name])
-            for round_index in tqdm(range(repeats), desc="Measuring latency", disable=not progress):
-                # Alternate the order each round so no model always runs right after the other.
-                order = names if round_index % 2 == 0 else names[::-1]
-                for index in range(len(batches)):
-                    for name in order:
-                        _synchronize(devices[name])
-                        start = time.perf_counter()
-                        models[name](**routed[name][index])
-                        _synchronize(devices[name])
-                        timings[name].append((time.perf_counter() - start) * 1000.0)
-    finally:
-        for name, model in models.items():
-            model.train(was_training[name])
-    return {name: statistics.median(values) for name, values in timings.items()}
-
-
-def _clean_metrics(
-    metrics: Mapping[str, Mapping[str, float]], which: str
-) -> dict[str, dict[str, float | None]]:
-    if not isinstance(metrics, Mapping):
-        raise ValueError(
-            f"{which}_metrics must map split name -> {{metric name -> value}}, "
-            f"got {type(metrics).__name__}."
+        return cls(
+            variants=variants,
+            **{k: data[k] for k in known if k in data},
+            extra={k: v for k, v in data.items() if k not in known and k not in derived},
         )
-    cleaned: dict[str, dict[str, float | None]] = {}
-    for split, values in metrics.items():
-        if not isinstance(values, Mapping):
-            raise ValueError(
-                f"{which}_metrics[{split!r}] must map metric name -> value, e.g. "
-                f"{{'accuracy': 0.91}}, got {type(values).__name__}."
-            )
-        cleaned[str(split)] = {}
-        for name, value in values.items():
-            number = float(value)
-            # NaN/inf are not valid JSON; None says "not measurable" to every reader.
-            cleaned[str(split)][str(name)] = number if math.isfinite(number) else None
-    return cleaned
 
 
-def _batch_shape(batch: Mapping[str, Any]) -> list[int] | None:
-    tensor = batch.get("input_ids")
-    if not isinstance(tensor, Tensor):
-        tensor = next((value for value in batch.values() if isinstance(value, Tensor)), None)
-    return list(tensor.shape[:2]) if tensor is not None else None
-
-
-def _describe_device(*models: torch.nn.Module) -> str:
-    devices = []
-    for model in models:
-        device = _model_device(model)
-        text = str(device)
-        if device.type == "cuda":
-            text = f"{device} ({torch.cuda.get_device_name(device)})"
-        if text not in devices:
-            devices.append(text)
-    return ", ".join(devices)
-
-
-def compression_report(
-    *,
-    teacher: PreTrainedModel,
-    student: PreTrainedModel,
-    teacher_metrics: Mapping[str, Mapping[str, float]],
-    student_metrics: Mapping[str, Mapping[str, float]],
-    main_metric: str,
-    main_split: str,
-    latency_batches: Sequence[Mapping[str, Tensor]] | None = None,
-    warmup: int = 2,
-    repeats: int = 5,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """
-    Compare a student with its teacher: task metrics, parameters, size on disk and latency.
+def load_report(output_dir: str | Path) -> Report:
+    """Read `metrics.json` back from a run's folder.
 
     Args:
-        teacher (`transformers.PreTrainedModel`):
-            The fine-tuned teacher.
-        student (`transformers.PreTrainedModel`):
-            The distilled student.
-        teacher_metrics (`Mapping[str, Mapping[str, float]]`):
-            Teacher metrics by split, e.g. `{"validation": {"accuracy": 0.93, "f1": 0.92}}`.
-        student_metrics (`Mapping[str, Mapping[str, float]]`):
-            Student metrics in the same layout.
-        main_metric (`str`):
-            Metric used for `retention`, e.g. `"accuracy"`; must exist for both models on
-            `main_split`.
-        main_split (`str`):
-            Split used for `retention`, e.g. `"validation"`.
-        latency_batches (`Sequence[Mapping[str, torch.Tensor]]`, *optional*):
-            Tokenized batches to time both models on with `measure_latency`; latency is left out
-            of the report when not given.
-        warmup (`int`, *optional*, defaults to `2`):
-            Untimed passes before timing, see `measure_latency`.
-        repeats (`int`, *optional*, defaults to `5`):
-            Timed rounds, see `measure_latency`.
-        progress (`bool`, *optional*, defaults to `True`):
-            Show a progress bar while timing.
-
-    Returns:
-        `dict[str, Any]`: a JSON-serialisable report with `teacher` and `student` (split -> metric
-        -> value; non-finite values become `None`), `main_metric`, `main_split`, `retention`
-        (student / teacher main metric, `None` when the teacher's is 0), `teacher_params`,
-        `student_params`, `param_reduction` (1 - student / teacher), `teacher_size_mb`,
-        `student_size_mb`, `size_ratio` (student / teacher), `device`, `torch_threads` and, when
-        `latency_batches` are given, `teacher_latency_ms`, `student_latency_ms`, `speedup`
-        (teacher / student), `latency_batch_shape` (`[batch, sequence]` of the first batch) and
-        `latency_num_batches`.
+        output_dir (`str` or `Path`): the folder `nlpkd distill` or `DistillationResult.save` wrote.
     """
-    teacher_clean = _clean_metrics(teacher_metrics, "teacher")
-    student_clean = _clean_metrics(student_metrics, "student")
-    for which, metrics in (("teacher", teacher_clean), ("student", student_clean)):
-        if main_split not in metrics:
-            raise ValueError(
-                f"main_split {main_split!r} is not in {which}_metrics (splits: "
-                f"{sorted(metrics)}). Evaluate the {which} on that split or pick one of these."
-            )
-        if main_metric not in metrics[main_split]:
-            raise ValueError(
-                f"main_metric {main_metric!r} is not in {which}_metrics[{main_split!r}] "
-                f"(metrics: {sorted(metrics[main_split])}). Use the bare metric name, "
-                "without an 'eval_' prefix."
-            )
+    path = Path(output_dir) / METRICS_NAME
+    return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
-    teacher_main = teacher_clean[main_split][main_metric]
-    student_main = student_clean[main_split][main_metric]
-    retention = None
-    if teacher_main not in (None, 0.0) and student_main is not None:
-        retention = student_main / teacher_main
 
-    teacher_params = count_parameters(teacher)
-    student_params = count_parameters(student)
-    teacher_size = size_on_disk_mb(teacher)
-    student_size = size_on_disk_mb(student)
-    report: dict[str, Any] = {
-        "teacher": teacher_clean,
-        "student": student_clean,
-        "main_metric": main_metric,
-        "main_split": main_split,
-        "retention": retention,
-        "teacher_params": teacher_params,
-        "student_params": student_params,
-        "param_reduction": 1.0 - student_params / teacher_params if teacher_params else None,
-        "teacher_size_mb": teacher_size,
-        "student_size_mb": student_size,
-        "size_ratio": student_size / teacher_size if teacher_size else None,
-        "device": _describe_device(teacher, student),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if latency_batches is not None:
-        latency = measure_latency(
-            {"teacher": teacher, "student": student},
-            latency_batches,
-            warmup=warmup,
-            repeats=repeats,
-            progress=progress,
+def write_report(
+    report: Report,
+    output_dir: str | Path,
+    log_history: Sequence[Mapping[str, Any]] = (),
+    *,
+    model_card: bool = True,
+    model_name: str | None = None,
+    dataset_name: str | None = None,
+    command: str | None = None,
+) -> None:
+    """The one writer of a run's report files: `metrics.json`, the plot `distillation.png` and, with
+    `model_card`, the Hub card `README.md`.
+
+    Args:
+        report ([`Report`]): what the run measured.
+        output_dir (`str` or `Path`): the student's folder.
+        log_history (`list[dict]`, *optional*): the trainer's `state.log_history`, for the loss curves.
+        model_card (`bool`, *optional*, defaults to `True`): write `README.md` as well.
+        model_name (`str`, *optional*): the name the card gives the model (e.g. the Hub repository id).
+        dataset_name (`str`, *optional*): a Hub dataset id, for the card's metadata.
+        command (`str`, *optional*): the command line that made the student, quoted in the card.
+    """
+    from .card import build_model_card, write_model_card
+    from .plot import PLOT_NAME, plot_report
+
+    output_dir = Path(output_dir)
+    report.save(output_dir)
+    plot_report(report.to_dict(), log_history, output_dir / PLOT_NAME)
+    if model_card:
+        card = build_model_card(
+            report, model_name=model_name, dataset_name=dataset_name, command=command
         )
-        report["teacher_latency_ms"] = latency["teacher"]
-        report["student_latency_ms"] = latency["student"]
-        report["speedup"] = latency["teacher"] / latency["student"] if latency["student"] else None
-        report["latency_batch_shape"] = _batch_shape(latency_batches[0])
-        report["latency_num_batches"] = len(latency_batches)
-    return report
+        write_model_card(card, output_dir)
 
 
 def _format_number(value: float | int | None, kind: str) -> str:
@@ -370,7 +290,7 @@ def _metric_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, flo
     return rows
 
 
-def format_summary(report: Mapping[str, Any]) -> str:
+def format_summary(report: Report | Mapping[str, Any]) -> str:
     """
     Plain-text summary of a compression report: an aligned teacher / student / ratio table, then
     the retention and speed-up lines.
@@ -382,6 +302,8 @@ def format_summary(report: Mapping[str, Any]) -> str:
     Returns:
         `str`: the summary, several lines without a trailing newline.
     """
+    if isinstance(report, Report):
+        report = report.to_dict()
     rows: list[tuple[str, str, str, str]] = [("", "teacher", "student", "student/teacher")]
     for label, teacher, student in _metric_rows(report):
         rows.append(
@@ -441,204 +363,3 @@ def format_summary(report: Mapping[str, Any]) -> str:
         )
         lines.append(f"speed-up: {report['speedup']:.2f}x ({context})")
     return "\n".join(lines)
-
-
-def _loss_series(
-    log_history: Sequence[Mapping[str, Any]],
-) -> tuple[dict[str, tuple[list[float], list[float]]], tuple[list[float], list[float]]]:
-    train: dict[str, tuple[list[float], list[float]]] = {}
-    eval_steps: list[float] = []
-    eval_values: list[float] = []
-    for entry in log_history:
-        step = entry.get("step")
-        if step is None:
-            continue
-        if "eval_loss" in entry:
-            eval_steps.append(float(step))
-            eval_values.append(float(entry["eval_loss"]))
-            continue
-        if any(key.startswith("eval_") for key in entry):
-            continue
-        for key in LOSS_COMPONENT_KEYS:
-            if key in entry and entry[key] is not None:
-                steps, values = train.setdefault(key, ([], []))
-                steps.append(float(step))
-                values.append(float(entry[key]))
-    return train, (eval_steps, eval_values)
-
-
-def _bar_pair(axes: Axes, teacher: float, student: float, unit_format: str) -> None:
-    bars = axes.bar(["teacher", "student"], [teacher, student], color=["#4c72b0", "#dd8452"])
-    axes.bar_label(bars, labels=[unit_format.format(teacher), unit_format.format(student)])
-    axes.margins(y=0.15)
-
-
-def plot_report(
-    report: Mapping[str, Any], log_history: Sequence[Mapping[str, Any]], path: str | Path
-) -> Path:
-    """
-    Draw a compression report and the training losses into one PNG.
-
-    Panels, each left out when its data is missing: (1) the loss components over training steps
-    from the Trainer's `log_history` (`loss`, `kd`, `ce`, `hidden`, `attn` from training logs, and
-    `eval_loss`), (2) teacher vs student on the main metric per split, (3) size on disk and (4)
-    latency. Uses matplotlib's Agg canvas directly, so it works headless whatever the backend.
-
-    Args:
-        report (`Mapping[str, Any]`):
-            A report from `compression_report`.
-        log_history (`Sequence[Mapping[str, Any]]`):
-            `trainer.state.log_history`; may be empty.
-        path (`str` or `pathlib.Path`):
-            Where to write the PNG; parent directories are created.
-
-    Returns:
-        `pathlib.Path`: the path written.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(
-            f"plot_report writes a PNG; give a path ending in .png, got {str(path)!r}."
-        )
-
-    main_metric = report.get("main_metric")
-    train_series, (eval_steps, eval_values) = _loss_series(log_history)
-    has_losses = bool(train_series or eval_steps)
-
-    metric_splits = [
-        split
-        for split in dict.fromkeys([*report.get("teacher", {}), *report.get("student", {})])
-        if report.get("teacher", {}).get(split, {}).get(main_metric) is not None
-        and report.get("student", {}).get(split, {}).get(main_metric) is not None
-    ]
-    bar_panels = []
-    if metric_splits:
-        bar_panels.append("metric")
-    if report.get("teacher_size_mb") is not None and report.get("student_size_mb") is not None:
-        bar_panels.append("size")
-    if (
-        report.get("teacher_latency_ms") is not None
-        and report.get("student_latency_ms") is not None
-    ):
-        bar_panels.append("latency")
-    if not has_losses and not bar_panels:
-        raise ValueError(
-            "plot_report found nothing to draw: the log history has no loss entries and the "
-            "report has no metrics, sizes or latencies. Pass the output of compression_report."
-        )
-
-    columns = max(len(bar_panels), 1)
-    rows = int(has_losses) + int(bool(bar_panels))
-    figure = Figure(figsize=(4.2 * max(columns, 2), 3.8 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(rows, columns)
-    figure.suptitle("nlpkd distillation report", fontsize=13)
-
-    if has_losses:
-        axes = figure.add_subplot(grid[0, :])
-        all_values: list[float] = []
-        for key, (steps, values) in train_series.items():
-            label = "total loss" if key == "loss" else key
-            axes.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label)
-            all_values += values
-        if eval_steps:
-            axes.plot(eval_steps, eval_values, "k--", marker="s", ms=4, label="eval loss")
-            all_values += eval_values
-        finite = [value for value in all_values if math.isfinite(value)]
-        positive = bool(finite) and min(finite) > 0
-        # Hidden-state MSE can be orders of magnitude above the KD term; a log axis keeps both legible.
-        if positive and max(finite) / min(finite) > 50:
-            axes.set_yscale("log")
-            axes.set_title("Training losses (log scale)")
-        else:
-            axes.set_title("Training losses")
-        axes.set_xlabel("training step")
-        axes.set_ylabel("loss")
-        axes.grid(alpha=0.3)
-        axes.legend(loc="upper right", fontsize="small")
-
-    bar_row = int(has_losses)
-    for column, panel in enumerate(bar_panels):
-        axes = figure.add_subplot(grid[bar_row, column])
-        if panel == "metric":
-            width = 0.38
-            positions = range(len(metric_splits))
-            teacher_values = [report["teacher"][split][main_metric] for split in metric_splits]
-            student_values = [report["student"][split][main_metric] for split in metric_splits]
-            teacher_bars = axes.bar(
-                [p - width / 2 for p in positions],
-                teacher_values,
-                width,
-                label="teacher",
-                color="#4c72b0",
-            )
-            student_bars = axes.bar(
-                [p + width / 2 for p in positions],
-                student_values,
-                width,
-                label="student",
-                color="#dd8452",
-            )
-            axes.bar_label(teacher_bars, fmt="%.3f", fontsize="small")
-            axes.bar_label(student_bars, fmt="%.3f", fontsize="small")
-            axes.set_xticks(list(positions), metric_splits)
-            # Headroom above the bars keeps the legend off the value labels.
-            axes.margins(y=0.3)
-            title = main_metric
-            if report.get("retention") is not None:
-                title += f"\n{report['retention']:.1%} retained on {report.get('main_split')}"
-            axes.set_title(title)
-            axes.set_xlabel("split")
-            axes.set_ylabel(main_metric)
-            axes.legend(loc="upper center", ncols=2, fontsize="small")
-        elif panel == "size":
-            teacher, student = report["teacher_size_mb"], report["student_size_mb"]
-            _bar_pair(axes, teacher, student, "{:.2f} MB")
-            axes.set_title(f"Size on disk\nstudent = {student / teacher:.2f}x teacher")
-            axes.set_xlabel("model")
-            axes.set_ylabel("MB (safetensors)")
-        else:
-            teacher, student = report["teacher_latency_ms"], report["student_latency_ms"]
-            _bar_pair(axes, teacher, student, "{:.2f} ms")
-            title = "Latency per batch"
-            if report.get("speedup") is not None:
-                title += f"\n{report['speedup']:.2f}x faster"
-            axes.set_title(title)
-            shape = report.get("latency_batch_shape")
-            context = f"batch {shape[0]} x seq {shape[1]}, " if shape and len(shape) == 2 else ""
-            axes.set_xlabel(f"{context}{report.get('device', '')}")
-            axes.set_ylabel("median ms per batch")
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
-
-
-def save_metrics(report: Mapping[str, Any], output_dir: str | Path) -> Path:
-    """
-    Write a compression report to `metrics.json` in `output_dir`.
-
-    Args:
-        report (`Mapping[str, Any]`):
-            A report from `compression_report`.
-        output_dir (`str` or `pathlib.Path`):
-            Directory to write into; created when missing.
-
-    Returns:
-        `pathlib.Path`: the path of `metrics.json`.
-    """
-    output_dir = Path(output_dir)
-    try:
-        text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"The report cannot be written as strict JSON ({err}). Build it with "
-            "compression_report, which stores plain numbers and None for non-finite values."
-        ) from err
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "metrics.json"
-    path.write_text(text + "\n", encoding="utf-8")
-    return path

@@ -31,11 +31,15 @@ __all__ = [
     "LayerStrategy",
     "attention_probs_dropouts",
     "attention_projections",
+    "check_compatible",
+    "check_layer_outputs",
+    "check_tokenizers_match",
     "create_student",
     "default_layer_map",
     "default_teacher_layers",
     "get_encoder_layers",
     "num_encoder_layers",
+    "resolve_layer_map",
     "select_forward_inputs",
 ]
 
@@ -893,3 +897,116 @@ def check_family(config: PreTrainedConfig) -> None:
         config (`PreTrainedConfig`): the teacher's configuration.
     """
     _family(config)
+
+
+def _is_generic_label_map(id2label: Mapping[int, str]) -> bool:
+    return all(str(name) == f"LABEL_{i}" for i, name in id2label.items())
+
+
+def check_compatible(student: PreTrainedModel, teacher: PreTrainedModel) -> None:
+    """Raise a `ValueError` that says what to do when the teacher cannot teach this student.
+
+    Checks the vocabulary (both models must read the same token ids), the number of labels and, when both models
+    name their labels, the label maps (the logits must mean the same classes in the same order).
+
+    Args:
+        student (`PreTrainedModel`): the model being trained.
+        teacher (`PreTrainedModel`): the fine-tuned teacher.
+    """
+    s_cfg, t_cfg = student.config, teacher.config
+    if getattr(s_cfg, "vocab_size", None) != getattr(t_cfg, "vocab_size", None):
+        raise ValueError(
+            f"Teacher and student vocabularies differ (teacher vocab_size={t_cfg.vocab_size}, student "
+            f"vocab_size={s_cfg.vocab_size}): both models must read the same token ids. Build the student "
+            "from the teacher with nlpkd.create_student, or use a student with the teacher's tokenizer."
+        )
+    if s_cfg.num_labels != t_cfg.num_labels:
+        raise ValueError(
+            f"Teacher has num_labels={t_cfg.num_labels} but student has num_labels={s_cfg.num_labels}: the "
+            "logits must have the same classes. Load the student with num_labels matching the teacher."
+        )
+    s_map, t_map = dict(s_cfg.id2label), dict(t_cfg.id2label)
+    if not (_is_generic_label_map(s_map) or _is_generic_label_map(t_map)) and s_map != t_map:
+        raise ValueError(
+            f"Teacher and student label maps disagree (teacher id2label={t_map}, student id2label={s_map}): "
+            "logit i must mean the same class in both. Load the student with id2label/label2id from the "
+            "teacher's config."
+        )
+
+
+def check_tokenizers_match(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
+    """Raise a `ValueError` when two tokenizers would give different token ids for the same text.
+
+    Args:
+        student_tokenizer: the tokenizer the data was tokenized with.
+        teacher_tokenizer: the tokenizer the teacher was trained with.
+    """
+    if student_tokenizer is None or teacher_tokenizer is None:
+        return
+    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+        raise ValueError(
+            f"Teacher and student tokenizers differ ({type(teacher_tokenizer).__name__} with "
+            f"{len(teacher_tokenizer)} tokens vs {type(student_tokenizer).__name__} with "
+            f"{len(student_tokenizer)} tokens): the teacher would read different token ids. Tokenize the "
+            "data once with the teacher's tokenizer and use a student that shares it."
+        )
+
+
+def resolve_layer_map(
+    student: PreTrainedModel, teacher: PreTrainedModel, layer_map: Mapping[int, int] | None
+) -> dict[int, int]:
+    """The layer map of the intermediate losses: `layer_map` checked against both models, else
+    [`default_layer_map`].
+
+    Args:
+        student ([`~transformers.PreTrainedModel`]): the student.
+        teacher ([`~transformers.PreTrainedModel`]): the teacher.
+        layer_map (`dict[int, int]`, *optional*): student layer -> teacher layer, 0-based.
+
+    Raises:
+        `ValueError`: if an entry is out of range.
+    """
+    layer_map = dict(layer_map) if layer_map else default_layer_map(student, teacher)
+    n_student, n_teacher = num_encoder_layers(student), num_encoder_layers(teacher)
+    bad = {s: t for s, t in layer_map.items() if not (0 <= s < n_student and 0 <= t < n_teacher)}
+    if bad:
+        raise ValueError(
+            f"layer_map entries {bad} are out of range: student layers are 0..{n_student - 1} and teacher "
+            f"layers 0..{n_teacher - 1} (0-based encoder layers)."
+        )
+    return layer_map
+
+
+def check_layer_outputs(
+    model: PreTrainedModel, role: str, hidden_states: bool, attentions: bool
+) -> None:
+    """Probe a model once so that a family that cannot give per-layer outputs fails before training.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): the student or the teacher.
+        role (`str`): `"student"` or `"teacher"`, for the message.
+        hidden_states (`bool`): whether the hidden-state terms need them.
+        attentions (`bool`): whether the attention term needs them.
+    """
+    wants = {"hidden_states": hidden_states, "attentions": attentions}
+    if not any(wants.values()):
+        return
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.tensor([[1, 2, 3]], device=device),
+            output_hidden_states=hidden_states,
+            output_attentions=attentions,
+        )
+    model.train(was_training)
+    for name, wanted in wants.items():
+        if wanted and not getattr(out, name, None):
+            weight = "alpha_attn" if name == "attentions" else "alpha_hidden"
+            raise ValueError(
+                f"The {role} ({type(model).__name__}, attention implementation "
+                f"{model.config._attn_implementation!r}) returns no per-layer {name}, which the "
+                f"{'attention' if name == 'attentions' else 'hidden-state'} loss needs. Load it with "
+                f"attn_implementation='eager', or set {weight}=0."
+            )

@@ -152,7 +152,7 @@ def run_scenario(scenario: str, cli: argparse.Namespace) -> None:
     rank = trainer.args.process_index
     results = Path(cli.results) / scenario
     results.mkdir(parents=True, exist_ok=True)
-    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    unwrapped = trainer.student  # the student alone, also when projections are trained with it
     save_file(
         {k: v.detach().contiguous() for k, v in unwrapped.state_dict().items()},
         str(results / f"rank{rank}_student.safetensors"),

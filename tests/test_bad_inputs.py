@@ -22,21 +22,21 @@ import torch
 import yaml
 from conftest import FAST_CLI, SENTENCES, WORDS, random_dataset, tiny_bert
 from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertModel,
     BertTokenizerFast,
-    GPT2Config,
-    GPT2LMHeadModel,
     T5Config,
     T5ForConditionalGeneration,
 )
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd import api as nlpkd_api
 from nlpkd.cli import UsageError, main, parse_arguments, run_distill
-from nlpkd.tasks import get_task, label_names, load_task_data, tokenize_dataset
+from nlpkd.data import get_task, label_names, load_task_data, tokenize_dataset
+from nlpkd.data.labels import align_label_names
 from nlpkd.trainer import NonFiniteLossError
 
 FAST = FAST_CLI  # everything small: failures come before training, runs take two steps
@@ -432,7 +432,7 @@ def test_label_names_unknown_to_a_named_teacher(kit, tmp_path, capsys):
     assert "{0: 'negative', 1: 'positive'}" in message and "{0: 'bad', 1: 'good'}" in message
     names = label_names(load_task_data("sst2", str(data), str(data)), "sst2")
     model = AutoModelForSequenceClassification.from_pretrained(teacher)
-    assert raised(lambda: nlpkd_api.align_label_names(model, names)) == message
+    assert raised(lambda: align_label_names(model, names)) == message
 
 
 # ---- row 4: empty and over-long texts are truncated, not errors -----------------------------
@@ -610,21 +610,6 @@ def test_teacher_folder_without_a_model(kit, tmp_path, capsys, content):
     check_teacher_row(kit, tmp_path, capsys, folder, "has no config.json")
 
 
-def tiny_gpt2(folder: Path, tokenizer) -> Path:
-    config = GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=4,
-        n_positions=MODEL_MAX_LENGTH,
-        vocab_size=len(tokenizer),
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    return save(folder, GPT2LMHeadModel(config), tokenizer)
-
-
 def tiny_t5(folder: Path, tokenizer) -> Path:
     config = T5Config(
         num_layers=2,
@@ -641,11 +626,27 @@ def tiny_t5(folder: Path, tokenizer) -> Path:
     return save(folder, T5ForConditionalGeneration(config), tokenizer)
 
 
+def tiny_albert(folder: Path, tokenizer) -> Path:
+    # ALBERT shares one set of weights across its layers: there are no layers to choose from.
+    config = AlbertConfig(
+        vocab_size=len(tokenizer),
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=MODEL_MAX_LENGTH,
+        **generic_labels(2),
+    )
+    torch.manual_seed(0)
+    return save(folder, AlbertForSequenceClassification(config), tokenizer)
+
+
 def test_teacher_of_an_unsupported_family(kit, tmp_path, capsys):
-    teacher = tiny_gpt2(tmp_path / "gpt2", kit.tokenizer)
+    teacher = tiny_albert(tmp_path / "albert", kit.tokenizer)
     message = one_line_error(
         *run_cli(kit.argv(tmp_path / "out", teacher=teacher), capsys),
-        "model_type 'gpt2' is not supported; supported families: bert,",
+        "model_type 'albert' is not supported; supported families: bert,",
     )
     model = AutoModelForSequenceClassification.from_pretrained(teacher)
     assert raised(lambda: create_student(model, num_layers=1)) == message
@@ -742,7 +743,7 @@ def test_teacher_fine_tuned_with_another_label_order(kit, tmp_path, capsys):
     )
     names = label_names(load_task_data("sst2", str(kit.train), str(kit.train)), "sst2")
     model = AutoModelForSequenceClassification.from_pretrained(teacher)
-    assert raised(lambda: nlpkd_api.align_label_names(model, names)) == message
+    assert raised(lambda: align_label_names(model, names)) == message
 
 
 def test_student_and_teacher_label_maps_disagree_in_python(tmp_path):
@@ -764,7 +765,7 @@ def test_student_checkpoint_with_another_label_order(kit, tmp_path, capsys):
     )
     names = label_names(load_task_data("sst2", str(kit.train), str(kit.train)), "sst2")
     student = AutoModelForSequenceClassification.from_pretrained(student_dir)
-    assert raised(lambda: nlpkd_api.align_label_names(student, names, role="student")) == message
+    assert raised(lambda: align_label_names(student, names, role="student")) == message
 
 
 def test_student_checkpoint_with_another_number_of_labels(kit, tmp_path, capsys):

@@ -136,7 +136,7 @@ def test_single_sentence_task_end_to_end(tmp_path, tiny_tokenizer):
     )
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.num_hidden_layers == 2
-    assert student.config.nlpkd_teacher_layers == [0, 2]
+    assert student.config.nlpkd_teacher_layers == [0, 3]
     assert student.config.id2label == {0: "negative", 1: "positive"}
 
 
@@ -540,5 +540,5 @@ def test_student_layers_out_of_range_fails_before_any_training(tmp_path, tiny_to
         ]
     )
     assert status == 2
-    assert "--student_layers 0,2,9: the teacher has 4 layers" in capsys.readouterr().err
+    assert "student_layers 0,2,9: the teacher has 4 layers" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

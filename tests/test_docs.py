@@ -199,7 +199,7 @@ def _nlpkd_option_fields() -> list[dataclasses.Field]:
 
 
 def test_cli_page_lists_every_nlpkd_option_with_its_default():
-    from nlpkd.cli import CLI_DEFAULTS
+    from nlpkd.pipeline import TRAINING_DEFAULTS as CLI_DEFAULTS
 
     rows = _cli_rows()
     fields = _nlpkd_option_fields()
@@ -221,7 +221,7 @@ def test_cli_page_lists_every_nlpkd_option_with_its_default():
 def test_cli_page_lists_every_changed_training_default():
     from transformers import TrainingArguments
 
-    from nlpkd.cli import CLI_DEFAULTS
+    from nlpkd.pipeline import TRAINING_DEFAULTS as CLI_DEFAULTS
 
     rows = _cli_rows()
     training = {f.name: f for f in dataclasses.fields(TrainingArguments)}
@@ -305,7 +305,7 @@ def test_command_lines_in_the_pages_parse(tmp_path):
 def _code_messages() -> list[str]:
     """Every string literal of nlpkd/, with each f-string field written as `{...}`."""
     texts = []
-    for path in (ROOT / "nlpkd").glob("*.py"):
+    for path in (ROOT / "nlpkd").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.JoinedStr):
                 texts.append(

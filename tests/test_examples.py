@@ -83,7 +83,7 @@ def test_custom_csv_demo_writes_a_student_with_the_csv_labels(demo_student):
     for name in STUDENT_FILES:
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["student_layers"] == 3 and metrics["teacher_layers"] == [0, 2, 4]
+    assert metrics["student_layers"] == 3 and metrics["teacher_layers"] == [0, 3, 5]
     assert metrics["label_names"] == BBC_TOPICS
     assert "accuracy (validation)" in stdout and "retention:" in stdout
     assert label_line(stdout) == f"labels: {BBC_TOPICS}"

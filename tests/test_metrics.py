@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
+from nlpkd.data import TASKS, TaskSpec
 from nlpkd.metrics import compute_task_metrics, make_compute_metrics
-from nlpkd.tasks import TASKS, TaskSpec
 
 # --------------------------------------------------------------------------------------------
 # Naive references

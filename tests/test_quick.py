@@ -15,7 +15,8 @@ import torch
 from conftest import ID2LABEL, WORDS, tiny_bert
 from transformers import BertModel, pipeline
 
-from nlpkd.quick import DEFAULT_CONFIG, DistillationResult, distill, finetune
+from nlpkd.pipeline import TRAINING_DEFAULTS as DEFAULT_CONFIG
+from nlpkd.quick import DistillationResult, distill, finetune
 
 NAMES = list(ID2LABEL.values())  # negative, neutral, positive: the tiny teacher's labels
 FAST = {"max_steps": 2, "measure_latency": False, "max_length": 24, "disable_tqdm": True}
@@ -233,7 +234,7 @@ def test_student_layers_explicit_list_and_int(tiny_tokenizer):
     assert result.student.config.num_hidden_layers == 1
     # Default: half the teacher's four layers.
     result = distill(tiny_bert(), texts, labels=labels, tokenizer=tiny_tokenizer, **FAST)
-    assert result.student.config.nlpkd_teacher_layers == [0, 2]
+    assert result.student.config.nlpkd_teacher_layers == [0, 3]
 
 
 def test_report_keys_and_values(tiny_tokenizer):
@@ -575,3 +576,32 @@ def test_result_push_to_hub_uploads_the_saved_folder(tiny_tokenizer, tmp_path, m
     assert {"README.md", "config.json", "model.safetensors", "metrics.json"} <= set(
         seen["patterns"]
     )
+
+
+def test_eval_strategy_of_the_caller_does_not_break_the_final_evaluation(tiny_tokenizer):
+    # The job's own evaluation of teacher and student used to keep the caller's eval_strategy and fail
+    # after training: it must switch the schedule off for its plain evaluation Trainer.
+    def compute_metrics(prediction):
+        return {"hits": float((prediction.predictions.argmax(-1) == prediction.label_ids).sum())}
+
+    texts = _texts(8)
+    result = distill(
+        tiny_bert(),
+        texts,
+        texts[:4],
+        labels=_names(8),
+        eval_labels=_names(4),
+        tokenizer=tiny_tokenizer,
+        compute_metrics=compute_metrics,
+        eval_strategy="epoch",
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
+        measure_latency=False,
+        max_length=24,
+        disable_tqdm=True,
+    )
+    assert result.report.main_metric == "hits"
+    assert any(
+        "eval_hits" in log for log in result.trainer.state.log_history
+    )  # evaluated each epoch
+    assert set(result.report["student"]["validation"]) == {"hits"}

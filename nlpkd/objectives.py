@@ -1,0 +1,163 @@
+"""The components of the distillation loss: which terms a [`DistillationConfig`] asks for, computed from the two
+models' outputs with the pure functions of `nlpkd.losses`.
+
+Adding a term is a function in `losses.py`, a weight or a `Literal` field in `config.py`, and one `if` in
+[`loss_components`].
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from torch import Tensor
+
+from .config import DistillationConfig
+from .losses import (
+    attention_loss,
+    hard_label_loss,
+    hidden_state_loss,
+    logit_distillation_loss,
+    pkd_loss,
+    relation_loss,
+)
+from .student import attention_projections, num_encoder_layers
+
+__all__ = [
+    "capture_attention_projections",
+    "has_labels",
+    "hidden_pairs",
+    "loss_components",
+    "output_requests",
+]
+
+
+def output_requests(args: DistillationConfig) -> dict[str, bool]:
+    """The per-layer outputs the configured terms need from both models' `forward`."""
+    requests = {}
+    if args.alpha_hidden > 0:
+        requests["output_hidden_states"] = True
+    if args.alpha_attn > 0:
+        requests["output_attentions"] = True
+    return requests
+
+
+def hidden_pairs(args: DistillationConfig, layer_map: Mapping[int, int]) -> list[tuple[int, int]]:
+    """`(student, teacher)` positions in `hidden_states` that the hidden-state term compares: the embedding
+    outputs (position 0) when `hidden_embeddings`, then encoder layer `s` at `s + 1` against `t + 1`."""
+    if args.alpha_hidden == 0:
+        return []
+    pairs = [(0, 0)] if args.hidden_embeddings else []
+    return pairs + [(s + 1, t + 1) for s, t in layer_map.items()]
+
+
+@contextlib.contextmanager
+def capture_attention_projections(model: Any, layer_index: int) -> Iterator[list[Tensor | None]]:
+    """Record the query, key and value projections of one layer during the forward passes inside the block.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): a text encoder of a family with separate projections.
+        layer_index (`int`): the 0-based layer (negative counts from the end).
+
+    Yields:
+        `list`: `[query, key, value]`, each `(batch, seq, width)`, filled by the forward pass.
+    """
+    if layer_index < 0:
+        layer_index += num_encoder_layers(model)
+    captured: list[Tensor | None] = [None, None, None]
+
+    def hook(index: int) -> Callable[..., None]:
+        def record(module: Any, inputs: Any, output: Tensor) -> None:
+            captured[index] = output
+
+        return record
+
+    handles = [
+        module.register_forward_hook(hook(i))
+        for i, module in enumerate(attention_projections(model, layer_index))
+    ]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _hard_label_term(
+    args: DistillationConfig, logits: Tensor, labels: Tensor, label_smoother: Any
+) -> Tensor | None:
+    # Rows without a label (-100: unlabelled or augmented text) learn from the teacher alone; a batch with
+    # none has no hard-label term at all, so the logged `ce` averages the batches that had labels.
+    if not has_labels(labels):
+        return None
+    if label_smoother is not None and logits.shape[-1] > 1:
+        return label_smoother({"logits": logits}, labels)
+    return hard_label_loss(logits, labels)
+
+
+def loss_components(
+    args: DistillationConfig,
+    student_out: Any,
+    teacher_out: Any,
+    *,
+    labels: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+    layer_map: Mapping[int, int] | None = None,
+    label_smoother: Any = None,
+    relations: tuple[list[Tensor], list[Tensor]] | None = None,
+) -> dict[str, Tensor]:
+    """Each weighted term of the distillation loss, keyed as it is logged (`kd`, `ce`, `hidden`, `attn`,
+    `relation`); a term whose weight is 0, or that the batch cannot give (`ce` without labels), is absent.
+
+    Args:
+        args ([`DistillationConfig`]): the weights and variants of the terms.
+        student_out: the student's output (`logits`, and the per-layer outputs the terms need; with learned
+            width projections, `projected_hidden_states` in the order of [`hidden_pairs`]).
+        teacher_out: the teacher's output, the same way.
+        labels (`torch.Tensor`, *optional*): the hard labels (`-100` for rows without one).
+        attention_mask (`torch.Tensor`, *optional*): `(batch, seq)`, 1 for real tokens.
+        layer_map (`dict[int, int]`, *optional*): student layer -> teacher layer of the intermediate terms.
+        label_smoother (*optional*): the Trainer's label smoother, used by the hard-label term when set.
+        relations (`tuple`, *optional*): the student's and the teacher's `[query, key, value]` of the relation
+            layers, from [`capture_attention_projections`].
+    """
+    layer_map = layer_map or {}
+    components: dict[str, Tensor] = {}
+    if args.alpha_kd > 0:
+        components["kd"] = logit_distillation_loss(
+            student_out.logits, teacher_out.logits, args.temperature, args.kd_loss, args.jsd_beta
+        )
+    if args.alpha_ce > 0 and labels is not None:
+        term = _hard_label_term(args, student_out.logits, labels, label_smoother)
+        if term is not None:
+            components["ce"] = term
+    pairs = hidden_pairs(args, layer_map)
+    if pairs:
+        projected = student_out.get("projected_hidden_states")
+        student_hidden = projected or [student_out.hidden_states[s] for s, _ in pairs]
+        teacher_hidden = [teacher_out.hidden_states[t] for _, t in pairs]
+        if args.hidden_loss == "pkd":
+            components["hidden"] = pkd_loss(student_hidden, teacher_hidden)
+        else:
+            components["hidden"] = hidden_state_loss(
+                student_hidden, teacher_hidden, attention_mask, loss_type=args.hidden_loss
+            )
+    if args.alpha_attn > 0:
+        components["attn"] = attention_loss(
+            [student_out.attentions[s] for s in layer_map],
+            [teacher_out.attentions[t] for t in layer_map.values()],
+            attention_mask=attention_mask,
+            loss_type=args.attn_loss,
+        )
+    if args.alpha_relation > 0 and relations is not None:
+        components["relation"] = relation_loss(
+            relations[0], relations[1], attention_mask, args.num_relation_heads
+        )
+    return components
+
+
+def has_labels(labels: Tensor | None) -> bool:
+    """Whether a batch carries at least one hard label (not `-100`)."""
+    return labels is not None and (labels.is_floating_point() or bool((labels != -100).any()))
+
