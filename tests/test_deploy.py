@@ -360,7 +360,7 @@ def test_a_word_cut_by_max_length_keeps_all_its_pieces(tmp_path):
     (tmp_path / "vocab.txt").write_text("\n".join([*SPECIALS, "the", "play", "##ing", "##ed"]))
     tokenizer = BertTokenizerFast.from_pretrained(str(tmp_path))
     model = tiny_bert(vocab_size=9)
-    # [CLS] the play | ##ing the play ##ed [SEP]: truncation at 3 cuts "playing" after "play".
-    _, pruned = deploy.prune_vocabulary(model, tokenizer, ["the playing the played"], max_length=3)
+    # Truncation at 4 gives [CLS] the play [SEP]: "playing" is cut after "play".
+    _, pruned = deploy.prune_vocabulary(model, tokenizer, ["the playing the played"], max_length=4)
     assert set(pruned.get_vocab()) == set(SPECIALS) | {"the", "play", "##ing"}
     assert pruned.tokenize("the playing") == ["the", "play", "##ing"]
