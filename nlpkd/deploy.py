@@ -62,10 +62,11 @@ __all__ = [
 # Tokenizer families whose fast tokenizer is a WordPiece model, the only kind pruned here: its
 # vocabulary is a plain token -> id table, so dropping entries cannot change how kept words split.
 PRUNABLE_FAMILIES: tuple[str, ...] = ("bert", "distilbert", "electra", "mpnet")
-# Encoder families whose classifiers were exported with torch.onnx (dynamo) and checked against
-# PyTorch with transformers 5.24 and torch 2.13.
+# Encoder families (those of nlpkd.student) whose classifiers were exported with torch.onnx
+# (dynamo) and matched PyTorch with transformers 5.24 and torch 2.13.
 ONNX_FAMILIES: tuple[str, ...] = (
     "bert",
+    "deberta-v2",
     "distilbert",
     "electra",
     "mpnet",
@@ -426,11 +427,30 @@ def _is_quantized(model: nn.Module) -> bool:
     return any(isinstance(module, kinds) for module in model.modules())
 
 
-def _quantization_spec(quantization: Any, embeddings: bool) -> dict[type, Any]:
-    spec: dict[type, Any] = {nn.Linear: quantization.per_channel_dynamic_qconfig}
-    if embeddings:
-        spec[nn.Embedding] = quantization.float_qparams_weight_only_qconfig
-    return spec
+def _word_embeddings_name(model: nn.Module) -> str | None:
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    for name, module in model.named_modules():
+        if module is embeddings and isinstance(module, nn.Embedding):
+            return name
+    return None
+
+
+def _contiguous_indices(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    # The int8 embedding kernel refuses strided indices (e.g. a slice of a longer batch).
+    return (args[0].contiguous(), *args[1:])
+
+
+def _quantize_in_place(quantization: Any, model: nn.Module, embedding: str | None) -> None:
+    """Linear layers to dynamic int8, and the named word embeddings to weight-only uint8."""
+    spec: dict[type | str, Any] = {nn.Linear: quantization.per_channel_dynamic_qconfig}
+    # Only the word embeddings: they hold the bytes, while the position and token-type tables
+    # are small and some models read their `.weight` directly (DeBERTa's relative positions).
+    if embedding is not None:
+        spec[embedding] = quantization.float_qparams_weight_only_qconfig
+    with _quiet_quantization():
+        quantization.quantize_dynamic(model, spec, inplace=True)
+    if embedding is not None:
+        model.get_submodule(embedding).register_forward_pre_hook(_contiguous_indices)
 
 
 def quantize_int8(model: PreTrainedModel, *, embeddings: bool = True) -> PreTrainedModel:
@@ -439,15 +459,16 @@ def quantize_int8(model: PreTrainedModel, *, embeddings: bool = True) -> PreTrai
 
     Every `nn.Linear` gets int8 weights, quantized per output channel, and int8 activations
     quantized on the fly per batch (`torch.ao.quantization.quantize_dynamic`, fbgemm/onednn
-    kernels). With `embeddings=True` every `nn.Embedding` also stores its rows as uint8 with a
-    float scale and offset per row (weight-only: the looked-up rows are floats again), which makes
-    the word embeddings, most of a small encoder's size, four times smaller; they cost no time.
+    kernels). With `embeddings=True` the word embeddings (`model.get_input_embeddings()`) also
+    store their rows as uint8 with a float scale and offset per row (weight-only: the looked-up
+    rows are floats again), which makes most of a small encoder's bytes four times smaller at no
+    cost in time. Position and token-type tables stay float.
 
     Args:
         model (`PreTrainedModel`):
             A float model on the CPU. It is copied, not changed.
         embeddings (`bool`, *optional*, defaults to `True`):
-            Also quantize the embedding tables.
+            Also quantize the word embeddings.
 
     Returns:
         `PreTrainedModel`: the quantized copy, in eval mode and CPU-only. Save it with
@@ -474,10 +495,9 @@ def quantize_int8(model: PreTrainedModel, *, embeddings: bool = True) -> PreTrai
             "change nothing (GPT-2-style Conv1D layers are not supported); deploy it in float."
         )
     quantized = copy.deepcopy(model).eval()
-    with _quiet_quantization():
-        quantization.quantize_dynamic(
-            quantized, _quantization_spec(quantization, embeddings), inplace=True
-        )
+    _quantize_in_place(
+        quantization, quantized, _word_embeddings_name(model) if embeddings else None
+    )
     return quantized
 
 
@@ -626,10 +646,10 @@ def load_quantized(folder: str | os.PathLike[str]) -> PreTrainedModel:
         )
     config = AutoConfig.from_pretrained(path)
     model = architecture(config).eval()
+    if len(info["embedding"]) > 1:
+        raise ValueError(f"{info_file} names more than one int8 embedding: {info['embedding']}.")
+    _quantize_in_place(quantization, model, info["embedding"][0] if info["embedding"] else None)
     with _quiet_quantization():
-        quantization.quantize_dynamic(
-            model, _quantization_spec(quantization, bool(info["embedding"])), inplace=True
-        )
         tensors = load_file(str(path / QUANTIZED_WEIGHTS))
         modules = dict(model.named_modules())
         linear_kind, embedding_kind = _quantized_kinds()
@@ -1040,6 +1060,8 @@ class DeployedVariant:
             count; pruning lowers it).
         size_mb (`float`): size of its weight files on disk ([`weights_size_mb`]).
         path (`Path`, *optional*): the folder it loads from.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): the tokenizer its batches must come
+            from. A pruned form has its own: tokenize the same texts with it, at the same shape.
     """
 
     name: str
@@ -1047,6 +1069,7 @@ class DeployedVariant:
     params: int
     size_mb: float
     path: Path | None = None
+    tokenizer: Any | None = None
 
 
 def _torch_predict(model: nn.Module) -> Callable[[Mapping[str, Tensor]], Tensor]:
@@ -1067,7 +1090,11 @@ def _torch_predict(model: nn.Module) -> Callable[[Mapping[str, Tensor]], Tensor]
 
 
 def torch_variant(
-    name: str, model: nn.Module, folder: str | os.PathLike[str], params: int | None = None
+    name: str,
+    model: nn.Module,
+    folder: str | os.PathLike[str],
+    params: int | None = None,
+    tokenizer: Any | None = None,
 ) -> DeployedVariant:
     """
     A [`DeployedVariant`] for a PyTorch model (float or from [`load_quantized`]).
@@ -1078,18 +1105,22 @@ def torch_variant(
         folder (`str` or `os.PathLike`): where it is saved; its weight files give `size_mb`.
         params (`int`, *optional*): parameter count; defaults to the model's own, which is right
             for a float model (pass the float model's count for a quantized one).
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): its tokenizer.
     """
     if params is None:
         if _is_quantized(model):
             raise ValueError(f"{name}: pass params= (the float model's count) for an int8 model.")
         params = sum(p.numel() for p in model.parameters())
-    return DeployedVariant(
-        name, _torch_predict(model), params, weights_size_mb(folder), Path(folder)
-    )
+    size = weights_size_mb(folder)
+    return DeployedVariant(name, _torch_predict(model), params, size, Path(folder), tokenizer)
 
 
 def onnx_variant(
-    name: str, folder: str | os.PathLike[str], params: int, threads: int | None = None
+    name: str,
+    folder: str | os.PathLike[str],
+    params: int,
+    threads: int | None = None,
+    tokenizer: Any | None = None,
 ) -> DeployedVariant:
     """
     A [`DeployedVariant`] for a folder from [`export_onnx`], run by ONNX Runtime.
@@ -1099,9 +1130,11 @@ def onnx_variant(
         folder (`str` or `os.PathLike`): the export folder.
         params (`int`): the parameter count of the float model that was exported.
         threads (`int`, *optional*): intra-op threads; defaults to `torch.get_num_threads()`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): its tokenizer.
     """
     classifier = load_onnx(folder, threads=threads)
-    return DeployedVariant(name, classifier, params, weights_size_mb(folder), Path(folder))
+    size = weights_size_mb(folder)
+    return DeployedVariant(name, classifier, params, size, Path(folder), tokenizer)
 
 
 def predict_batches(variant: DeployedVariant, batches: Iterable[Mapping[str, Tensor]]) -> Tensor:
@@ -1118,7 +1151,7 @@ def predict_batches(variant: DeployedVariant, batches: Iterable[Mapping[str, Ten
 
 def time_variants(
     variants: Sequence[DeployedVariant],
-    batches: Sequence[Mapping[str, Tensor]],
+    batches: Sequence[Mapping[str, Tensor]] | Mapping[str, Sequence[Mapping[str, Tensor]]],
     *,
     warmup: int = 2,
     repeats: int = 5,
@@ -1133,7 +1166,9 @@ def time_variants(
 
     Args:
         variants (`Sequence[DeployedVariant]`): the forms to time; names must differ.
-        batches (`Sequence[Mapping[str, Tensor]]`): tokenized batches, all variants get the same.
+        batches (`Sequence[Mapping[str, Tensor]]` or `Mapping[str, Sequence[...]]`): tokenized
+            batches that every variant gets, or per variant name its own tokenization of the same
+            texts at the same shape (a pruned vocabulary numbers tokens differently).
         warmup (`int`, *optional*, defaults to `2`): untimed passes first.
         repeats (`int`, *optional*, defaults to `5`): timed rounds.
 
@@ -1141,21 +1176,33 @@ def time_variants(
         `dict[str, float]`: the median over rounds and batches of one call's wall-clock time.
     """
     names = [variant.name for variant in variants]
-    if not variants or not batches:
-        raise ValueError("time_variants needs at least one variant and one batch.")
+    if not variants:
+        raise ValueError("time_variants needs at least one variant.")
     if len(set(names)) != len(names):
         raise ValueError(f"Variant names must differ: {names}.")
     if warmup < 0 or repeats < 1:
         raise ValueError(f"Need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}.")
+    if isinstance(batches, Mapping):
+        missing = [name for name in names if name not in batches]
+        if missing:
+            raise ValueError(f"No batches for the variants {missing}.")
+        own = {name: list(batches[name]) for name in names}
+    else:
+        own = {name: list(batches) for name in names}
+    counts = {len(value) for value in own.values()}
+    if counts != {next(iter(counts))} or 0 in counts:
+        raise ValueError(f"Every variant needs the same, non-zero number of batches: {counts}.")
+    count = counts.pop()
     for _ in range(warmup):
-        for batch in batches:
+        for index in range(count):
             for variant in variants:
-                variant.predict(batch)
+                variant.predict(own[variant.name][index])
     timings: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(repeats):
         order = variants if round_index % 2 == 0 else variants[::-1]
-        for batch in batches:
+        for index in range(count):
             for variant in order:
+                batch = own[variant.name][index]
                 start = time.perf_counter()
                 variant.predict(batch)
                 timings[variant.name].append((time.perf_counter() - start) * 1000.0)

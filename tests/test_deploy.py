@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import json
 
 import pytest
@@ -81,6 +82,32 @@ def test_special_token_rows_are_the_original_rows(tiny_tokenizer):
         assert torch.equal(new[new_id], old[old_id]), token
     assert tokenizer.pad_token_id == model.config.pad_token_id == 0
     assert model.get_input_embeddings().padding_idx == 0
+
+
+def test_mpnet_keeps_its_padding_id(tmp_path):
+    from transformers import MPNetConfig, MPNetForSequenceClassification, MPNetTokenizer
+
+    # MPNet hard-codes padding id 1 in its position ids, so <pad> must keep that number.
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(["<s>", "<pad>", "</s>", "[UNK]", *WORDS, "<mask>"])
+    )
+    tokenizer = MPNetTokenizer.from_pretrained(str(tmp_path))
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, max_position_embeddings=64, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    original = MPNetForSequenceClassification(config).eval()
+    model, pruned = deploy.prune_vocabulary(original, tokenizer, KEPT)
+    assert pruned.pad_token_id == 1 and pruned.convert_ids_to_tokens([0, 1, 2]) == [
+        "<s>",
+        "<pad>",
+        "</s>",
+    ]
+    with torch.no_grad():
+        expected = original(**encode(tokenizer, KEPT)).logits
+        got = model(**encode(pruned, KEPT)).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unseen_word_becomes_unknown(tiny_tokenizer):
@@ -217,6 +244,17 @@ def test_int8_without_embeddings_keeps_them_float(tmp_path):
         torch.testing.assert_close(loaded(input_ids=ids).logits, quantized(input_ids=ids).logits)
 
 
+def test_int8_bert_runs_without_token_type_ids_and_keeps_small_tables_float():
+    # BERT then reads token types from a strided buffer; only the word embeddings are int8.
+    quantized = deploy.quantize_int8(tiny_bert())
+    embeddings = quantized.bert.embeddings
+    assert isinstance(embeddings.position_embeddings, torch.nn.Embedding)
+    assert isinstance(embeddings.token_type_embeddings, torch.nn.Embedding)
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0]])
+    with torch.no_grad():
+        assert quantized(input_ids=ids[:, :4]).logits.shape == (2, 3)
+
+
 def test_quantization_bad_inputs(tmp_path):
     quantized = deploy.quantize_int8(tiny_bert())
     with pytest.raises(ValueError, match="already quantized"):
@@ -235,9 +273,14 @@ def test_quantization_bad_inputs(tmp_path):
 # ---- ONNX ---------------------------------------------------------------------------------------
 
 
+def require_export_extra():
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        pytest.fail('The test extra needs the export extra (pip install -e ".[test]").')
+
+
 @pytest.fixture(scope="module")
 def onnx_exports(tmp_path_factory):
-    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    require_export_extra()
     base = tmp_path_factory.mktemp("onnx")
     model = tiny_bert(seed=1)
     fp32 = deploy.export_onnx(model, base / "fp32")
@@ -280,7 +323,7 @@ def test_onnx_int8_is_close_to_fp32_and_smaller(onnx_exports):
 
 
 def test_a_failed_export_leaves_nothing(monkeypatch, tmp_path):
-    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    require_export_extra()
 
     def broken(*args, **kwargs):
         raise RuntimeError("unsupported operator")
@@ -292,7 +335,7 @@ def test_a_failed_export_leaves_nothing(monkeypatch, tmp_path):
 
 
 def test_export_refuses_other_families_and_int8_torch_models(tmp_path):
-    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    require_export_extra()
     gpt2 = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20))
     with pytest.raises(ValueError, match="supports the encoder families bert"):
         deploy.export_onnx(gpt2, tmp_path / "gpt2")
