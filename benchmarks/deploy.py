@@ -11,12 +11,14 @@ Forms: teacher; student (float32, PyTorch); student-int8 (PyTorch dynamic int8, 
 embeddings); student-onnx and student-onnx-int8 (ONNX Runtime); student-pruned (vocabulary of the
 training split, as the model sees it at max_length) in float32, PyTorch int8 and ONNX int8. Three
 more pruned vocabularies are evaluated for accuracy only, to show what pruning alone changes:
-train + single characters, and train + validation.
+train + single characters, and train + validation. `--extra_student` adds another student
+(e.g. 2 layers) in float32, PyTorch int8 and pruned PyTorch int8.
 
 Usage:
     python benchmarks/deploy.py --teacher OUT/teacher --student OUT
     python benchmarks/deploy.py --teacher T --student S --output_dir deployed --json deploy.json
     python benchmarks/deploy.py --teacher T --student S --repeats 20 --latency_batches 4
+    python benchmarks/deploy.py --teacher T --student S --extra_student S2  # e.g. a 2-layer one
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip_onnx", action="store_true", help="PyTorch forms only")
+    parser.add_argument(
+        "--extra_student",
+        action="append",
+        default=[],
+        help="another distilled student (e.g. 2 layers) to add in float, int8 and pruned int8; "
+        "repeatable",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     return parser.parse_args(argv)
 
@@ -172,7 +181,56 @@ def build(args: argparse.Namespace, work: Path) -> tuple[list, dict[str, Any], d
                 "student-pruned-onnx-int8", onnx_int8, params, None, pruned_tokenizer
             )
         )
+    for folder in args.extra_student:
+        variants += extra_student_variants(Path(folder), train, args.max_length, work, notes)
     return variants, data, notes
+
+
+def extra_student_variants(
+    folder: Path, train: list[str], max_length: int, work: Path, notes: dict[str, str]
+) -> list:
+    """Float, int8 and pruned int8 forms of another student, named after its layer count."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from nlpkd import deploy
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    name = f"student-{model.config.num_hidden_layers}L"
+    params = sum(p.numel() for p in model.parameters())
+    variants = [deploy.torch_variant(name, model, folder, tokenizer=tokenizer)]
+    int8 = deploy.save_quantized(deploy.quantize_int8(model), work / f"{name}-int8", tokenizer)
+    variants.append(
+        deploy.torch_variant(f"{name}-int8", deploy.load_quantized(int8), int8, params, tokenizer)
+    )
+    pruned, pruned_tokenizer = deploy.prune_vocabulary(
+        model, tokenizer, train, max_length=max_length
+    )
+    pruned_params = sum(p.numel() for p in pruned.parameters())
+    target = deploy.save_quantized(
+        deploy.quantize_int8(pruned), work / f"{name}-pruned-int8", pruned_tokenizer
+    )
+    variants.append(
+        deploy.torch_variant(
+            f"{name}-pruned-int8",
+            deploy.load_quantized(target),
+            target,
+            pruned_params,
+            pruned_tokenizer,
+        )
+    )
+    notes[f"{name}-pruned-int8"] = f"{len(pruned_tokenizer):,} of {len(tokenizer):,} tokens"
+    return variants
+
+
+def retokenized(before: list, tokenizer: Any, after: list, pruned_tokenizer: Any) -> int:
+    """How many examples a pruned tokenizer turns into other tokens than the original one."""
+    count = 0
+    for old, new in zip(before, after, strict=True):
+        for old_ids, new_ids in zip(old["input_ids"], new["input_ids"], strict=True):
+            old_tokens = tokenizer.convert_ids_to_tokens(old_ids.tolist())
+            count += old_tokens != pruned_tokenizer.convert_ids_to_tokens(new_ids.tolist())
+    return count
 
 
 # Forms evaluated for accuracy only: their speed is that of student-pruned.
@@ -203,6 +261,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     data["validation"], variant.tokenizer, args.batch_size, args.max_length
                 )
             batches[variant.name] = batches_by_tokenizer[key]
+        for variant in variants:
+            if variant.name in notes and variant.tokenizer is not None:
+                differ = retokenized(
+                    batches["student"],
+                    variants[1].tokenizer,
+                    batches[variant.name],
+                    variant.tokenizer,
+                )
+                notes[variant.name] += f"; {differ} validation texts tokenized differently"
         predictions = {
             v.name: deploy.predict_batches(v, batches[v.name]).argmax(-1) for v in variants
         }

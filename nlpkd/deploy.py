@@ -953,6 +953,9 @@ def _session_options(onnxruntime: Any, threads: int | None) -> Any:
     options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle worker threads would otherwise spin for a while after each run, taking the cores from
+    # whatever runs next (a PyTorch model timed in turn, other work of the server).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
