@@ -6,9 +6,10 @@ A 3-layer MiniLM student is barely smaller than its teacher because most of its 
 - [`prune_vocabulary`]: keep only the rows of the word embeddings (and of a tied output layer)
   whose tokens occur in the texts the model will see, and shrink the tokenizer to match.
 - [`quantize_int8`], [`save_quantized`], [`load_quantized`]: PyTorch dynamic int8 quantization
-  for CPU inference (linear layers, and embeddings as weight-only int8), saved as safetensors.
-- [`export_onnx`], [`load_onnx`]: an ONNX graph (float32, or int8 through ONNX Runtime's dynamic
-  quantization) that ONNX Runtime runs without PyTorch or transformers.
+  for CPU inference (linear layers, and the word embeddings as weight-only int8), saved as
+  safetensors.
+- [`export_onnx`], [`quantize_onnx`], [`load_onnx`]: an ONNX graph (float32, or int8 through ONNX
+  Runtime's dynamic quantization) that ONNX Runtime runs without PyTorch or transformers.
 - [`DeployedVariant`], [`time_variants`], [`predict_batches`]: every form behind the same
   `batch -> logits` call, so that one report measures the task metric and latency alike for each.
 
@@ -257,7 +258,7 @@ def _always_kept_ids(tokenizer: Any, model: PreTrainedModel) -> set[int]:
 
 
 def _prune_embeddings(model: PreTrainedModel, index: Tensor) -> PreTrainedModel:
-    """A copy of `model` whose word embeddings (and tied or vocabulary-sized output) keep `index`."""
+    """A copy of `model` whose word embeddings (and tied or vocabulary-sized output) keep rows."""
     pruned = copy.deepcopy(model)
     old = pruned.get_input_embeddings()
     rows = old.weight.shape[0]
@@ -348,8 +349,8 @@ def prune_vocabulary(
 
     Raises:
         `ValueError`: if the tokenizer is not a fast WordPiece tokenizer, the texts are not a
-        sequence of strings or pairs (or are empty), a special token has no embedding row, or the
-        model's word embeddings are not an `nn.Embedding`.
+            sequence of strings or pairs (or are empty), a special token has no embedding row,
+            or the model's word embeddings are not an `nn.Embedding`.
     """
     state = _wordpiece_state(tokenizer)
     items = _check_texts(texts, "texts")
@@ -404,8 +405,9 @@ def _torch_quantization() -> Any:
         from torch.ao import quantization
     except ImportError as error:  # pragma: no cover - depends on the installed torch
         raise ImportError(
-            f"int8 quantization needs torch.ao.quantization, missing from torch {torch.__version__}; "
-            'use the ONNX path (export_onnx(..., int8=True), pip install "nlpkd[export]").'
+            "int8 quantization needs torch.ao.quantization, missing from torch "
+            f"{torch.__version__}; use the ONNX path (export_onnx(..., int8=True), "
+            'pip install "nlpkd[export]").'
         ) from error
     if not hasattr(quantization, "quantize_dynamic"):  # pragma: no cover
         raise ImportError(
@@ -622,7 +624,7 @@ def load_quantized(folder: str | os.PathLike[str]) -> PreTrainedModel:
 
     Raises:
         `ValueError`: if the folder lacks the files of a quantized model or they do not fit the
-        architecture.
+            architecture.
     """
     import transformers
     from safetensors.torch import load_file
@@ -679,7 +681,8 @@ def load_quantized(folder: str | os.PathLike[str]) -> PreTrainedModel:
     if set(tensors) != expected:
         raise ValueError(
             f"{path} does not fit {info['architecture']}: missing "
-            f"{sorted(expected - set(tensors))[:5]}, unexpected {sorted(set(tensors) - expected)[:5]}."
+            f"{sorted(expected - set(tensors))[:5]}, "
+            f"unexpected {sorted(set(tensors) - expected)[:5]}."
         )
     with torch.no_grad():
         for key, value in tensors.items():
@@ -806,7 +809,7 @@ def export_onnx(
     Raises:
         `ImportError`: without the `export` extra (onnx, onnxscript, onnxruntime).
         `ValueError`: for a family outside [`ONNX_FAMILIES`], a PyTorch-quantized model, a
-        non-empty `output_dir`, or an export that fails or does not match PyTorch.
+            non-empty `output_dir`, or an export that fails or does not match PyTorch.
     """
     onnx, onnxruntime = _require_export_extra()
     _check_exportable(model)
@@ -850,8 +853,8 @@ def export_onnx(
         if not torch.allclose(got, expected, atol=ONNX_ATOL, rtol=ONNX_RTOL):
             difference = float((got - expected).abs().max())
             raise ValueError(
-                f"The ONNX graph of {type(model).__name__} differs from PyTorch by {difference:.2e} "
-                f"(allowed {ONNX_ATOL} + {ONNX_RTOL} x |logit|); not saved."
+                f"The ONNX graph of {type(model).__name__} differs from PyTorch by "
+                f"{difference:.2e} (allowed {ONNX_ATOL} + {ONNX_RTOL} x |logit|); not saved."
             )
         if int8:
             _quantize_graph(graph, folder / ONNX_MODEL)
