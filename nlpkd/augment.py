@@ -657,9 +657,9 @@ def augment_dataset(
         (all `None`) unless `label_column=None`, and `is_augmented` (all `True`).
 
     Raises:
-        `ValueError`: before any work, for a `num_variants` below 1, an unknown method, a probability outside
-        [0, 1], an empty dataset, a missing text or label column, a bad `pair_side`, a mask token outside the
-        tokenizer's vocabulary, or an MLM without a masked-LM head or without a mask token.
+        `ValueError`: before any work, for a `num_variants` below 1, an unknown method, a probability
+            outside [0, 1], an empty dataset, a missing text or label column, a bad `pair_side`, a mask
+            token outside the tokenizer's vocabulary, or an MLM without a masked-LM head or mask token.
 
     Example:
 
