@@ -9,21 +9,28 @@ from typing import Any, Literal
 
 from transformers import TrainingArguments
 
-HIDDEN_LOSSES = ("mse", "cosine")
+KD_LOSSES = ("forward_kl", "reverse_kl", "jsd", "mse")
+HIDDEN_LOSSES = ("mse", "cosine", "pkd")
 ATTN_LOSSES = ("kl", "mse", "mse_probs")
 TEACHER_DTYPES = ("auto", "float32", "float16", "bfloat16")
 # The loss components, as they are logged; each has a weight `alpha_<name>`.
-LOSS_COMPONENTS = ("kd", "ce", "hidden", "attn")
+LOSS_COMPONENTS = ("kd", "ce", "hidden", "attn", "relation")
 # The fields that define the loss, as reports and model cards list them.
 LOSS_SETTINGS = (
     "temperature",
+    "kd_loss",
+    "jsd_beta",
     "alpha_kd",
     "alpha_ce",
     "alpha_hidden",
     "alpha_attn",
+    "alpha_relation",
     "hidden_loss",
+    "hidden_embeddings",
     "attn_loss",
     "layer_map",
+    "relation_teacher_layer",
+    "num_relation_heads",
 )
 
 
@@ -92,16 +99,22 @@ class DistillationConfig(TrainingArguments):
     usual (batch size, learning rate, `fp16`/`bf16`, `gradient_accumulation_steps`, `push_to_hub`, ...); the
     fields below set the distillation loss
 
-    `loss = alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn`
+    `loss = alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn + alpha_relation * relation`
 
-    where `kd` is `T^2 * KL(softmax(teacher / T) || softmax(student / T))` (MSE to the teacher prediction for
-    regression heads), `ce` the hard-label loss, `hidden` the hidden-state loss and `attn` the attention-map loss
-    over the layers of `layer_map`.
+    where `kd` is `T^2 * KL(softmax(teacher / T) || softmax(student / T))` by default (MSE to the teacher
+    prediction for regression heads), `ce` the hard-label loss, `hidden` the hidden-state loss and `attn` the
+    attention-map loss over the layers of `layer_map`, and `relation` MiniLM's self-attention relation loss.
 
     Args:
         temperature (`float`, *optional*, defaults to `2.0`):
             Softmax temperature `T` of the soft-target term; must be > 0. The term is multiplied by `T^2` so its
             gradient scale does not depend on `T`.
+        kd_loss (`str`, *optional*, defaults to `"forward_kl"`):
+            The soft-target term: `"forward_kl"` (`T^2 * KL(teacher || student)`, Hinton et al.), `"reverse_kl"`
+            (`T^2 * KL(student || teacher)`), `"jsd"` (generalised Jensen-Shannon with `jsd_beta`, GKD) or `"mse"`
+            (squared distance between the raw logits, Kim et al. 2021; no temperature).
+        jsd_beta (`float`, *optional*, defaults to `0.5`):
+            The mixture weight of `kd_loss="jsd"`, in (0, 1): `beta * p_teacher + (1 - beta) * p_student`.
         alpha_kd (`float`, *optional*, defaults to `0.5`):
             Weight of the soft-target (teacher logits) term.
         alpha_ce (`float`, *optional*, defaults to `0.5`):
@@ -112,8 +125,17 @@ class DistillationConfig(TrainingArguments):
         alpha_attn (`float`, *optional*, defaults to `0.0`):
             Weight of the attention-map matching term (off by default). Turning it on switches both models to
             eager attention, because SDPA does not return attention weights.
+        alpha_relation (`float`, *optional*, defaults to `0.0`):
+            Weight of the MiniLM/MiniLMv2 self-attention relation term (off by default): KL between the
+            query-query, key-key and value-value relations of the student's last layer and the teacher's
+            `relation_teacher_layer`, split into `num_relation_heads` heads. It needs no projection, so the
+            widths and head counts of student and teacher may differ.
         hidden_loss (`str`, *optional*, defaults to `"mse"`):
-            `"mse"` or `"cosine"` (1 - cosine similarity), averaged over non-padding tokens.
+            `"mse"` or `"cosine"` (1 - cosine similarity), averaged over non-padding tokens, or `"pkd"` (Patient
+            KD: squared distance between the L2-normalised `[CLS]` vectors). Pairs of layers are averaged, where
+            TinyBERT sums them: `alpha_hidden = number of pairs` reproduces TinyBERT's scale.
+        hidden_embeddings (`bool`, *optional*, defaults to `False`):
+            Also compare the embedding outputs (TinyBERT's embedding-layer term) in the hidden-state loss.
         attn_loss (`str`, *optional*, defaults to `"kl"`):
             `"kl"` (KL(teacher || student) over keys, MiniLM), `"mse"` (TinyBERT-style MSE of the attention
             logits, taken as log-probabilities: the scores up to each row's constant) or `"mse_probs"` (MSE of
@@ -122,6 +144,16 @@ class DistillationConfig(TrainingArguments):
             Student encoder layer -> teacher encoder layer (0-based) for the hidden and attention terms. Defaults
             to the teacher layers the student was built from (recorded by [`create_student`]), else a uniform
             map whose last student layer meets the last teacher layer. On the command line: `"0:1,1:3,2:5"`.
+        relation_teacher_layer (`int`, *optional*, defaults to `-1`):
+            The teacher layer of the relation term (0-based; negative counts from the end: `-1` is the last, as in
+            MiniLM; MiniLMv2 takes an upper-middle layer of large teachers).
+        num_relation_heads (`int`, *optional*):
+            Relation heads of the relation term; it must divide both hidden sizes. Defaults to the teacher's
+            number of attention heads.
+        eval_distillation_loss (`bool`, *optional*, defaults to `False`):
+            Run the teacher in evaluation too and report the distillation loss and its components (`eval_kd`,
+            ...). Off, evaluation runs the student alone (2 to 3 times faster) and `eval_loss` is its hard-label
+            loss.
         hidden_projection (`bool`, *optional*, defaults to `True`):
             When student and teacher hidden sizes differ, learn a linear projection per mapped layer (trained
             with the student, never saved in it). With `False`, different widths are an error.
@@ -140,6 +172,16 @@ class DistillationConfig(TrainingArguments):
     temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature T of the soft-target term (> 0)."}
     )
+    kd_loss: Literal["forward_kl", "reverse_kl", "jsd", "mse"] = field(
+        default="forward_kl",
+        metadata={
+            "help": "Soft-target term: 'forward_kl' (Hinton), 'reverse_kl', 'jsd' (GKD, with jsd_beta) or 'mse' "
+            "(on logits)."
+        },
+    )
+    jsd_beta: float = field(
+        default=0.5, metadata={"help": "Mixture weight of kd_loss='jsd', in (0, 1)."}
+    )
     alpha_kd: float = field(default=0.5, metadata={"help": "Weight of the soft-target term."})
     alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the hard-label term."})
     alpha_hidden: float = field(
@@ -151,8 +193,21 @@ class DistillationConfig(TrainingArguments):
             "help": "Weight of the attention-map matching term (0 = off; forces eager attention)."
         },
     )
-    hidden_loss: Literal["mse", "cosine"] = field(
-        default="mse", metadata={"help": "Hidden-state loss: 'mse' or 'cosine'."}
+    alpha_relation: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the MiniLM self-attention relation term (0 = off)."},
+    )
+    hidden_loss: Literal["mse", "cosine", "pkd"] = field(
+        default="mse",
+        metadata={
+            "help": "Hidden-state loss: 'mse', 'cosine' or 'pkd' (normalised [CLS] vectors)."
+        },
+    )
+    hidden_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "Also compare the embedding outputs in the hidden-state loss (TinyBERT)."
+        },
     )
     attn_loss: Literal["kl", "mse", "mse_probs"] = field(
         default="kl",
@@ -166,6 +221,25 @@ class DistillationConfig(TrainingArguments):
         metadata={
             "help": "Student layer -> teacher layer for the hidden/attention terms, e.g. '0:1,1:3,2:5' "
             "(0-based). Default: the layers the student was built from, else uniform."
+        },
+    )
+    relation_teacher_layer: int = field(
+        default=-1,
+        metadata={
+            "help": "Teacher layer of the relation term (negative: from the end; -1 = last)."
+        },
+    )
+    num_relation_heads: int | None = field(
+        default=None,
+        metadata={
+            "help": "Relation heads of the relation term (default: the teacher's attention heads)."
+        },
+    )
+    eval_distillation_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher in evaluation too and log the distillation loss (default: the student "
+            "alone, faster)."
         },
     )
     hidden_projection: bool = field(
@@ -201,8 +275,18 @@ class DistillationConfig(TrainingArguments):
                 raise ValueError(f"{name} must be >= 0, got {weight}.")
         if sum(weights.values()) == 0:
             raise ValueError(
-                "alpha_kd, alpha_ce, alpha_hidden and alpha_attn are all 0: set at least one loss weight > 0."
+                "alpha_kd, alpha_ce, alpha_hidden, alpha_attn and alpha_relation are all 0: set at least one "
+                "loss weight > 0."
             )
+        if self.kd_loss not in KD_LOSSES:
+            raise ValueError(f"kd_loss must be one of {KD_LOSSES}, got {self.kd_loss!r}.")
+        if self.kd_loss == "jsd" and not 0 < self.jsd_beta < 1:
+            raise ValueError(
+                f"jsd_beta must be in (0, 1), got {self.jsd_beta}: its limits are kd_loss='forward_kl' (0) "
+                "and 'reverse_kl' (1)."
+            )
+        if self.num_relation_heads is not None and self.num_relation_heads < 1:
+            raise ValueError(f"num_relation_heads must be >= 1, got {self.num_relation_heads}.")
         if self.hidden_loss not in HIDDEN_LOSSES:
             raise ValueError(
                 f"hidden_loss must be one of {HIDDEN_LOSSES}, got {self.hidden_loss!r}."
@@ -213,17 +297,21 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(
                 f"teacher_dtype must be one of {TEACHER_DTYPES} or None, got {self.teacher_dtype!r}."
             )
-        if self.teacher_cache and (self.alpha_hidden > 0 or self.alpha_attn > 0):
+        if self.teacher_cache and (
+            self.alpha_hidden > 0 or self.alpha_attn > 0 or self.alpha_relation > 0
+        ):
             raise ValueError(
-                "teacher_cache stores the teacher's logits only, but alpha_hidden/alpha_attn > 0 need its hidden "
-                "states and attentions on every step: set teacher_cache=False, or alpha_hidden=alpha_attn=0."
+                "teacher_cache stores the teacher's logits only, but alpha_hidden/alpha_attn/alpha_relation > 0 "
+                "need its hidden states, attentions or projections on every step: set teacher_cache=False, or "
+                "those weights to 0."
             )
         self.layer_map = parse_layer_map(self.layer_map)
         super().__post_init__()
 
     @property
     def loss_weights(self) -> dict[str, float]:
-        """The weight of each loss component, keyed as they are logged (`kd`, `ce`, `hidden`, `attn`)."""
+        """The weight of each loss component, keyed as they are logged (`kd`, `ce`, `hidden`, `attn`,
+        `relation`)."""
         return {name: getattr(self, f"alpha_{name}") for name in LOSS_COMPONENTS}
 
     def to_training_arguments(self, **overrides: Any) -> TrainingArguments:

@@ -22,15 +22,76 @@ from .losses import (
     pkd_loss,
     relation_loss,
 )
-from .student import attention_projections, num_encoder_layers
+from .student import (
+    attention_probs_dropouts,
+    attention_projections,
+    check_compatible,
+    check_layer_outputs,
+    num_encoder_layers,
+    resolve_layer_map,
+)
 
 __all__ = [
     "capture_attention_projections",
+    "prepare_models",
+    "relation_heads",
     "has_labels",
     "hidden_pairs",
     "loss_components",
     "output_requests",
 ]
+
+
+def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict[int, int]:
+    """Make a frozen teacher and its student ready for the configured terms, and return the layer map.
+
+    Checks that the pair can be distilled (vocabulary, labels), switches both models to eager attention when
+    the attention term needs the maps (SDPA never materialises them) and the student's attention-probability
+    dropout off (the maps are compared before dropout: in train mode eager attention returns dropped-out
+    maps), probes the per-layer outputs once, and checks that the relation heads divide both widths.
+
+    Args:
+        student ([`~transformers.PreTrainedModel`]): the model being distilled (changed in place).
+        teacher ([`~transformers.PreTrainedModel`]): the frozen teacher (changed in place).
+        args ([`DistillationConfig`]): the loss settings.
+
+    Returns:
+        `dict[int, int]`: student layer -> teacher layer of the hidden-state and attention terms (empty when
+        neither is on).
+    """
+    check_compatible(student, teacher)
+    if args.alpha_attn > 0:
+        for model in (student, teacher):
+            if model.config._attn_implementation != "eager":
+                model.set_attn_implementation("eager")
+        for dropout in attention_probs_dropouts(student):
+            dropout.p = 0.0
+    intermediate = args.alpha_hidden > 0 or args.alpha_attn > 0
+    layer_map = resolve_layer_map(student, teacher, args.layer_map) if intermediate else {}
+    for role, model in (("student", student), ("teacher", teacher)):
+        check_layer_outputs(model, role, args.alpha_hidden > 0, args.alpha_attn > 0)
+    if args.alpha_relation > 0:
+        heads = relation_heads(args, teacher)
+        for role, model in (("student", student), ("teacher", teacher)):
+            width = model.config.hidden_size
+            if width % heads:
+                raise ValueError(
+                    f"The relation term splits the {role}'s width {width} into {heads} relation heads, which "
+                    f"does not divide it: set num_relation_heads to a common divisor of both widths."
+                )
+        # Fails now for a family without separate query/key/value projections, or an index out of range.
+        attention_projections(student, num_encoder_layers(student) - 1)
+        attention_projections(teacher, _layer_index(teacher, args.relation_teacher_layer))
+    return layer_map
+
+
+def relation_heads(args: DistillationConfig, teacher: Any) -> int:
+    """`num_relation_heads`, or the teacher's number of attention heads when it is not set."""
+    return args.num_relation_heads or teacher.config.num_attention_heads
+
+
+def _layer_index(model: Any, index: int) -> int:
+    return index + num_encoder_layers(model) if index < 0 else index
 
 
 def output_requests(args: DistillationConfig) -> dict[str, bool]:
@@ -63,8 +124,7 @@ def capture_attention_projections(model: Any, layer_index: int) -> Iterator[list
     Yields:
         `list`: `[query, key, value]`, each `(batch, seq, width)`, filled by the forward pass.
     """
-    if layer_index < 0:
-        layer_index += num_encoder_layers(model)
+    layer_index = _layer_index(model, layer_index)
     captured: list[Tensor | None] = [None, None, None]
 
     def hook(index: int) -> Callable[..., None]:
@@ -106,6 +166,7 @@ def loss_components(
     layer_map: Mapping[int, int] | None = None,
     label_smoother: Any = None,
     relations: tuple[list[Tensor], list[Tensor]] | None = None,
+    relation_heads: int | None = None,
 ) -> dict[str, Tensor]:
     """Each weighted term of the distillation loss, keyed as it is logged (`kd`, `ce`, `hidden`, `attn`,
     `relation`); a term whose weight is 0, or that the batch cannot give (`ce` without labels), is absent.
@@ -121,6 +182,7 @@ def loss_components(
         label_smoother (*optional*): the Trainer's label smoother, used by the hard-label term when set.
         relations (`tuple`, *optional*): the student's and the teacher's `[query, key, value]` of the relation
             layers, from [`capture_attention_projections`].
+        relation_heads (`int`, *optional*): the relation heads ([`relation_heads`]).
     """
     layer_map = layer_map or {}
     components: dict[str, Tensor] = {}
@@ -152,7 +214,7 @@ def loss_components(
         )
     if args.alpha_relation > 0 and relations is not None:
         components["relation"] = relation_loss(
-            relations[0], relations[1], attention_mask, args.num_relation_heads
+            relations[0], relations[1], attention_mask, relation_heads or args.num_relation_heads
         )
     return components
 
@@ -160,4 +222,3 @@ def loss_components(
 def has_labels(labels: Tensor | None) -> bool:
     """Whether a batch carries at least one hard label (not `-100`)."""
     return labels is not None and (labels.is_floating_point() or bool((labels != -100).any()))
-

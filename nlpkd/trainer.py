@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -17,16 +18,19 @@ from .config import LOSS_COMPONENTS, DistillationConfig
 from .loss_log import LossLog, NonFiniteLossError, check_finite
 
 __all__ = ["DistillationTrainer", "NonFiniteLossError"]
-from .losses import attention_loss, hard_label_loss, hidden_state_loss, soft_kl_loss
+from .losses import hard_label_loss
 from .models import load_teacher
-from .projections import PROJECTED_KEY, StudentWithProjections, save_student, with_projections
-from .student import (
-    check_compatible,
-    check_layer_outputs,
-    check_tokenizers_match,
-    forward_input_names,
-    resolve_layer_map,
+from .objectives import (
+    capture_attention_projections,
+    has_labels,
+    hidden_pairs,
+    loss_components,
+    output_requests,
+    prepare_models,
+    relation_heads,
 )
+from .projections import StudentWithProjections, save_student, with_projections
+from .student import check_tokenizers_match, forward_input_names
 from .teacher import freeze_teacher, place_teacher
 
 
@@ -34,9 +38,10 @@ class DistillationTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] that trains `model` (the student) to imitate a frozen `teacher`.
 
-    The loss is `alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn` with the weights,
-    temperature and variants of [`DistillationConfig`]; each component is logged on its own (`kd`, `ce`,
-    `hidden`, `attn` in training logs, `eval_kd`, ... in evaluation). Everything else is the ordinary Trainer:
+    The loss is `alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn + alpha_relation *
+    relation` with the weights, temperature and variants of [`DistillationConfig`] (see `nlpkd.objectives`);
+    each component is logged on its own (`kd`, `ce`, ... in training logs). Evaluation runs the student alone
+    (`eval_loss` is its hard-label loss) unless `eval_distillation_loss=True`. Everything else is the ordinary Trainer:
     datasets, collators, callbacks, checkpoints, `push_to_hub`, Accelerate (multi-GPU, DeepSpeed, FSDP, fp16/bf16).
 
     The teacher is frozen, kept in `eval()` mode, run under `torch.no_grad()`, placed on the student's device by
@@ -92,26 +97,17 @@ class DistillationTrainer(Trainer):
             raise ValueError(
                 "The teacher and the student are the same object: pass a separate student."
             )
-        check_compatible(model, teacher)
         check_tokenizers_match(kwargs.get("processing_class"), teacher_processing_class)
         teacher = freeze_teacher(teacher, args.teacher_dtype)
-        if args.alpha_attn > 0:
-            # SDPA and flash kernels never materialise attention probabilities.
-            for m in (model, teacher):
-                if m.config._attn_implementation != "eager":
-                    m.set_attn_implementation("eager")
-        intermediate = args.alpha_hidden > 0 or args.alpha_attn > 0
-        self.layer_map = resolve_layer_map(model, teacher, args.layer_map) if intermediate else {}
-        for role, m in (("student", model), ("teacher", teacher)):
-            check_layer_outputs(m, role, args.alpha_hidden > 0, args.alpha_attn > 0)
+        self.layer_map = prepare_models(model, teacher, args)
+        self.relation_heads = relation_heads(args, teacher) if args.alpha_relation > 0 else None
         # None means "takes every key" (a forward with **kwargs only).
         self._student_keys = forward_input_names(model)
         self._teacher_keys = forward_input_names(teacher)
         if None in (self._student_keys, self._teacher_keys) and args.remove_unused_columns:
             # A model that takes every key cannot say which columns to drop: keep them all.
             args = dataclasses.replace(args, remove_unused_columns=False)
-        # hidden_states[0] is the embedding output, so encoder layer i is at i + 1.
-        hidden = [s + 1 for s in self.layer_map] if args.alpha_hidden > 0 else []
+        hidden = [s for s, _ in hidden_pairs(args, self.layer_map)]
         model = with_projections(model, teacher.config.hidden_size, hidden, args.hidden_projection)
 
         super().__init__(model=model, args=args, **kwargs)
@@ -209,46 +205,27 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
         args = self.args
-        labels = inputs.get("labels")
-        want_hidden, want_attn = args.alpha_hidden > 0, args.alpha_attn > 0
-        extra = {"output_hidden_states": True} if want_hidden else {}
-        if want_attn:
-            extra["output_attentions"] = True
-        student_out = model(**self._inputs_for(self._student_keys, inputs), **extra)
-        cached = inputs.get(CACHE_COLUMN)
-        if cached is not None and not extra:
-            teacher_out = SequenceClassifierOutput(logits=cached)
-        else:
-            with torch.no_grad():
-                teacher_out = self.teacher(**self._inputs_for(self._teacher_keys, inputs), **extra)
-
-        components: dict[str, torch.Tensor] = {}
-        if args.alpha_kd > 0:
-            components["kd"] = soft_kl_loss(
-                student_out.logits, teacher_out.logits, args.temperature
-            )
-        if args.alpha_ce > 0 and labels is not None:
-            if self.label_smoother is not None and student_out.logits.shape[-1] > 1:
-                components["ce"] = self.label_smoother(student_out, labels)
+        requests = output_requests(args)
+        with self._relation_capture() as relations:
+            student_out = model(**self._inputs_for(self._student_keys, inputs), **requests)
+            cached = inputs.get(CACHE_COLUMN)
+            if cached is not None and not requests and relations is None:
+                teacher_out = SequenceClassifierOutput(logits=cached)
             else:
-                components["ce"] = hard_label_loss(student_out.logits, labels)
-        mask = inputs.get("attention_mask")
-        if want_hidden:
-            projected = student_out.get(PROJECTED_KEY)
-            student_hidden = projected or [student_out.hidden_states[s + 1] for s in self.layer_map]
-            components["hidden"] = hidden_state_loss(
-                student_hidden,
-                [teacher_out.hidden_states[t + 1] for t in self.layer_map.values()],
-                attention_mask=mask,
-                loss_type=args.hidden_loss,
-            )
-        if want_attn:
-            components["attn"] = attention_loss(
-                [student_out.attentions[s] for s in self.layer_map],
-                [teacher_out.attentions[t] for t in self.layer_map.values()],
-                attention_mask=mask,
-                loss_type=args.attn_loss,
-            )
+                with torch.no_grad():
+                    teacher_inputs = self._inputs_for(self._teacher_keys, inputs)
+                    teacher_out = self.teacher(**teacher_inputs, **requests)
+        components = loss_components(
+            args,
+            student_out,
+            teacher_out,
+            labels=inputs.get("labels"),
+            attention_mask=inputs.get("attention_mask"),
+            layer_map=self.layer_map,
+            label_smoother=self.label_smoother,
+            relations=relations,
+            relation_heads=self.relation_heads,
+        )
         if not components:
             raise ValueError(
                 "No loss component could be computed: alpha_ce is the only weight > 0 but the batch has no "
@@ -261,6 +238,19 @@ class DistillationTrainer(Trainer):
             # Only the logits: the Trainer treats every other output of evaluation as predictions.
             return loss, SequenceClassifierOutput(logits=student_out.logits)
         return loss
+
+    @contextlib.contextmanager
+    def _relation_capture(self) -> Iterator[tuple[list, list] | None]:
+        """The query/key/value projections of the relation layers of both models, recorded during the block."""
+        if self.relation_heads is None:
+            yield None
+            return
+        teacher_layer = self.args.relation_teacher_layer
+        with (
+            capture_attention_projections(self.student, -1) as student_qkv,
+            capture_attention_projections(self.teacher_model, teacher_layer) as teacher_qkv,
+        ):
+            yield student_qkv, teacher_qkv
 
     @staticmethod
     def _inputs_for(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,11 +268,20 @@ class DistillationTrainer(Trainer):
         ignore_keys: list[str] | None = None,
     ):
         inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            if self.args.eval_distillation_loss:
+                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            else:
+                # The student alone: the teacher's forward would double the cost of every evaluation.
+                outputs = model(**self._inputs_for(self._student_keys, inputs))
+                loss = hard_label_loss(outputs.logits, labels) if has_labels(labels) else None
+                if loss is not None and self.args.alpha_ce > 0:
+                    self._loss_logs["eval"].add({"ce": loss})
+        loss = loss.detach() if loss is not None else None
         if prediction_loss_only:
-            return loss.detach(), None, None
-        return loss.detach(), outputs.logits.detach(), inputs.get("labels")
+            return loss, None, None
+        return loss, outputs.logits.detach(), labels
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         # Start a clean window: predict() also runs prediction_step but never logs.

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
         "cache",
         "checkpoints",
         "loss_log",
+        "objectives",
         "projections",
         "teacher",
         "models",

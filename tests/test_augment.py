@@ -1,4 +1,4 @@
-"""Tests of nlpkd.augment: seeded augmentation of the training texts, checked against the definitions."""
+"""Tests of nlpkd.data.augment: seeded augmentation of the training texts, checked against the definitions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from conftest import WORDS
 from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
 
-from nlpkd.augment import AUGMENTED_COLUMN, augment_dataset, concatenate_augmented
+from nlpkd.data.augment import AUGMENTED_COLUMN, augment_dataset, concatenate_augmented
 
 SENTENCES = [
     "the movie was very good",

@@ -12,7 +12,7 @@ from nlpkd.config import parse_layer_map
 def test_defaults(tmp_path):
     args = DistillationConfig(output_dir=str(tmp_path))
     assert args.temperature == 2.0
-    assert args.loss_weights == {"kd": 0.5, "ce": 0.5, "hidden": 0.0, "attn": 0.0}
+    assert args.loss_weights == {"kd": 0.5, "ce": 0.5, "hidden": 0.0, "attn": 0.0, "relation": 0.0}
     assert (args.hidden_loss, args.attn_loss, args.layer_map) == ("mse", "kl", None)
 
 

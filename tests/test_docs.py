@@ -336,7 +336,10 @@ def test_faq_quotes_error_messages_that_the_code_raises():
 
 def test_faq_check_would_catch_a_changed_message():
     messages = _code_messages()
-    assert any("alpha_kd, alpha_ce, alpha_hidden and alpha_attn are all 0" in m for m in messages)
+    assert any(
+        "alpha_kd, alpha_ce, alpha_hidden, alpha_attn and alpha_relation are all 0" in m
+        for m in messages
+    )
     assert not any(
         "alpha_kd, alpha_ce, alpha_hidden and alpha_attn are all zero" in m for m in messages
     )

@@ -116,7 +116,9 @@ def test_training_changes_student_not_teacher_and_teacher_stays_out(tmp_path):
 def test_each_loss_component_is_logged_for_train_and_eval(tmp_path):
     teacher = tiny_bert(seed=1)
     student = create_student(teacher, num_layers=2)
-    args = make_config(tmp_path, **all_losses(), eval_strategy="steps", eval_steps=3)
+    args = make_config(
+        tmp_path, **all_losses(), eval_strategy="steps", eval_steps=3, eval_distillation_loss=True
+    )
     trainer = DistillationTrainer(
         model=student,
         teacher=teacher,
@@ -244,7 +246,7 @@ def test_eval_gives_compute_metrics_student_logits_only(tmp_path):
         seen["labels"] = np.asarray(pred.label_ids)
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-    args = make_config(tmp_path, **all_losses())
+    args = make_config(tmp_path, **all_losses(), eval_distillation_loss=True)
     eval_data = random_dataset(6, 8, seed=3)
     trainer = DistillationTrainer(
         model=student,

@@ -550,7 +550,7 @@ def _fingerprint(
     fields = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(settings).items()}
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     if mlm_model is not None:
-        from .cache import teacher_fingerprint
+        from ..cache import teacher_fingerprint
 
         digest.update(teacher_fingerprint(mlm_model).encode())
         backend = getattr(mlm_tokenizer, "backend_tokenizer", None)
@@ -664,7 +664,7 @@ def augment_dataset(
     Example:
 
     ```python
-    from nlpkd.augment import augment_dataset, concatenate_augmented
+    from nlpkd.data.augment import augment_dataset, concatenate_augmented
 
     extra = augment_dataset(data["train"], 20, text_columns=("sentence",), tokenizer=tokenizer)
     train = concatenate_augmented(data["train"], extra)  # originals first, is_augmented=False
