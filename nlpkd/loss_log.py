@@ -75,14 +75,14 @@ class NonFiniteLossError(ValueError):
 def check_finite(
     loss: torch.Tensor,
     components: Mapping[str, torch.Tensor],
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
     step: int,
 ) -> None:
     """Raise [`NonFiniteLossError`] when `loss` is NaN or infinite, saying whether the teacher or the student
     diverged and at which step."""
     if torch.isfinite(loss):
         return
-    if not torch.isfinite(teacher_logits).all():
+    if teacher_logits is not None and not torch.isfinite(teacher_logits).all():
         raise NonFiniteLossError(
             f"The teacher's logits are NaN or infinite at step {step}: the teacher checkpoint or this "
             "data is broken (check it with a forward pass on a few examples; under fp16 try "

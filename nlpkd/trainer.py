@@ -232,7 +232,7 @@ class DistillationTrainer(Trainer):
                 "labels. Add labels to the data or set alpha_kd > 0."
             )
         loss = sum(args.loss_weights[name] * value for name, value in components.items())
-        check_finite(loss, components, teacher_out.logits, self.state.global_step)
+        check_finite(loss, components, teacher_out.get("logits"), self.state.global_step)
         self._loss_logs["train" if model.training else "eval"].add(components)
         if return_outputs:
             # Only the logits: the Trainer treats every other output of evaluation as predictions.

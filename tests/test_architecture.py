@@ -20,6 +20,8 @@ LAYERS: list[set[str]] = [
         "data.tokenize",
         "data.convert",
         "data.augment",
+        "data.unlabelled",
+        "ensemble",
         "cache",
         "checkpoints",
         "loss_log",
@@ -31,7 +33,7 @@ LAYERS: list[set[str]] = [
     },
     {"trainer"},
     {"report", "evaluation", "plot", "card", "deploy", "hub"},
-    {"pipeline"},
+    {"pipeline", "general"},
     {"quick", "cli", "__init__", "__main__"},
 ]
 LEAVES = LAYERS[0]
