@@ -1174,7 +1174,7 @@ def predict_batches(variant: DeployedVariant, batches: Iterable[Mapping[str, Ten
     Args:
         variant ([`DeployedVariant`]): the form to run.
         batches (`Iterable[Mapping[str, Tensor]]`): tokenized batches, e.g. from
-            `nlpkd.api.latency_batches`.
+            `nlpkd.evaluation.latency_batches`.
     """
     return torch.cat([variant.predict(batch) for batch in batches])
 

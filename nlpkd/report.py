@@ -351,23 +351,22 @@ def deployment_notes(report: Report | Mapping[str, Any]) -> list[str]:
     deployment = data.get("deployment")
     if not isinstance(deployment, Mapping):
         return []
-    notes = [
-        f"Each form is in {deployment.get('folder', 'deploy')}/<name>/ of the output directory."
-    ]
+    notes = [f"The forms are in {deployment.get('folder', 'deploy')}/, one folder per name."]
     vocabulary = deployment.get("vocabulary")
     if isinstance(vocabulary, Mapping):
-        split = vocabulary.get("split")
+        texts = [str(text) for text in vocabulary["texts"]]
+        sources = f"{', '.join(texts[:-1])} and {texts[-1]}" if len(texts) > 1 else texts[0]
         notes.append(
             f"Vocabulary pruning kept {vocabulary['tokens']:,} of {vocabulary['tokens_before']:,} "
-            f"tokens, those of the texts of {', '.join(vocabulary['texts'])}; it changed "
-            f"{vocabulary['changed_predictions']} of {vocabulary['examples']} {split} predictions."
+            f"tokens, those of the {sources} texts; it changed {vocabulary['changed_predictions']} "
+            f"of {vocabulary['examples']} {vocabulary.get('split')} predictions."
         )
         alone = vocabulary.get("train_texts_only")
         if isinstance(alone, Mapping):
             notes.append(
                 f"With the training texts alone ({alone['tokens']:,} tokens) it would change "
-                f"{alone['changed_predictions']} of them: expect that on new texts, whose words the "
-                "vocabulary lacks become other pieces or [UNK]."
+                f"{alone['changed_predictions']} of them: expect about that rate on new texts, where "
+                "a word the vocabulary lacks becomes other pieces or [UNK]."
             )
     return notes
 
