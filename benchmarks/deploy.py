@@ -96,8 +96,8 @@ def fixed_batches(texts_data: Any, tokenizer: Any, batch_size: int, max_length: 
     """All validation examples tokenized by `tokenizer`, padded to `max_length`, in batches."""
     import datasets
 
-    from nlpkd.api import latency_batches
-    from nlpkd.tasks import tokenize_dataset
+    from nlpkd.data import tokenize_dataset
+    from nlpkd.evaluation import latency_batches
 
     split = datasets.DatasetDict({"validation": texts_data})
     tokenized = tokenize_dataset(split, tokenizer, "bbc_news", max_length=max_length)["validation"]
@@ -110,7 +110,7 @@ def build(args: argparse.Namespace, work: Path) -> tuple[list, dict[str, Any], d
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from nlpkd import deploy
-    from nlpkd.tasks import load_bbc_news
+    from nlpkd.data import load_bbc_news
 
     data = load_bbc_news()
     train = list(data["train"]["text"])

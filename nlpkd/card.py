@@ -14,7 +14,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .config import LOSS_SETTINGS
-from .report import Report
+from .report import Report, deployment_notes, variants_table
 
 __all__ = ["build_model_card", "write_model_card"]
 
@@ -25,6 +25,28 @@ _FORMULA = (
     "     + alpha_hidden * hidden-state loss over mapped layers\n"
     "     + alpha_attn * attention-map loss over mapped layers"
 )
+
+
+def _loading_snippet(folder: str, names: list[str]) -> str:
+    """How to load each deployed form of the card, with the loader its kind needs."""
+    lines = [
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+    ]
+    lines.append("from nlpkd.deploy import load_onnx, load_quantized")
+    lines.append("")
+    for name in names:
+        path = f"{folder}/{name}"
+        if "onnx" in name:
+            lines.append(f'session = load_onnx("{path}")  # ONNX Runtime: session(batch) -> logits')
+        elif name.endswith("-int8"):
+            lines.append(f'model = load_quantized("{path}")  # PyTorch int8, CPU')
+        else:
+            lines.append(f'model = AutoModelForSequenceClassification.from_pretrained("{path}")')
+    lines.append(
+        f'tokenizer = AutoTokenizer.from_pretrained("{folder}/{names[0]}")  # each form has its own'
+    )
+    return "\n".join([*lines, "```"])
 
 
 def _format_value(value: Any) -> str:
@@ -148,24 +170,22 @@ def _settings_table(settings: Mapping[str, Any]) -> str:
 
 
 def _variants_table(report: Report) -> str:
-    """One row per deployed form beyond the fp32 student; empty when the run deployed nothing."""
+    """One row per measured form (the table of the summary and of `metrics.json`), where they are and what
+    pruning changed; empty when the run deployed nothing."""
     if len(report.variants) <= 2:
         return ""
-    rows = [
-        f"| model | {report.main_metric} ({report.main_split}) | parameters | size (MB) | latency (ms) "
-        "| speed-up | retention |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    rows = variants_table(report)
+    lines = [
+        "| " + " | ".join(rows[0]) + " |",
+        "| --- |" + " ---: |" * (len(rows[0]) - 1),
+        *("| " + " | ".join(row) + " |" for row in rows[1:]),
     ]
-    for variant in report.variants:
-        speedup, retention = report.speedup(variant), report.retention(variant)
-        latency = variant.latency_ms
-        rows.append(
-            f"| {variant.name} | {_metric_cell(report.main_value(variant))} | {variant.params:,} "
-            f"| {variant.size_mb:.2f} | {'-' if latency is None else f'{latency:.2f}'} "
-            f"| {'-' if speedup is None else f'{speedup:.2f}x'} "
-            f"| {'-' if retention is None else f'{retention:.1%}'} |"
-        )
-    return "\n".join(rows)
+    notes = deployment_notes(report)
+    if notes:
+        folder = str(report.extra.get("deployment", {}).get("folder", "deploy"))
+        names = [variant.name for variant in report.variants[2:]]
+        lines += ["", " ".join(notes), "", _loading_snippet(folder, names)]
+    return "\n".join(lines)
 
 
 def _card_data(

@@ -146,6 +146,28 @@ class DataArguments:
         default=job_default("latency_repeats"),
         metadata={"help": "Timed rounds of the latency measurement."},
     )
+    deploy: str | None = field(
+        default=job_default("deploy"),
+        metadata={
+            "help": "Deployed forms of the student to build into OUTPUT_DIR/deploy/ and measure with teacher "
+            "and student: a comma list of int8 (PyTorch dynamic int8), onnx, onnx-int8 (ONNX Runtime; "
+            "pip install 'nlpkd[export]'). Default: none."
+        },
+    )
+    prune_vocabulary: bool = field(
+        default=job_default("prune_vocabulary"),
+        metadata={
+            "help": "Also build student-pruned, whose vocabulary keeps only the tokens of the training and "
+            "evaluation texts (and --vocabulary_file), and the --deploy forms of it (student-pruned-int8, ...)."
+        },
+    )
+    vocabulary_file: str | None = field(
+        default=job_default("vocabulary_file"),
+        metadata={
+            "help": "A UTF-8 text file, one text per line, whose tokens the pruned vocabulary keeps too "
+            "(texts of the domain the model will serve)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow writing into an output directory that holds another run."},
@@ -354,6 +376,9 @@ def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> Dis
         latency_batches=data_args.latency_batches,
         latency_repeats=data_args.latency_repeats,
         resume_from_checkpoint=args.resume_from_checkpoint,
+        deploy=data_args.deploy,
+        prune_vocabulary=data_args.prune_vocabulary,
+        vocabulary_file=data_args.vocabulary_file,
     )
 
 
@@ -392,8 +417,12 @@ def run_distill(
     from .report import format_summary
 
     print(format_summary(result.report.to_dict()), flush=True)
+    deployed = (
+        f"; deployed forms in {output_dir / 'deploy'}" if result.deploy_dir is not None else ""
+    )
     print(
-        f"[nlpkd] student, tokenizer, {METRICS_NAME}, {PLOT_NAME}, {CONFIG_NAME} and README.md in {output_dir}"
+        f"[nlpkd] student, tokenizer, {METRICS_NAME}, {PLOT_NAME}, {CONFIG_NAME} and README.md in "
+        f"{output_dir}{deployed}"
     )
     if args.push_to_hub:
         _push(output_dir, args)

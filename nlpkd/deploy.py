@@ -42,14 +42,18 @@ from .student import forward_input_names
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEPLOY_FORMS",
     "ONNX_FAMILIES",
     "PRUNABLE_FAMILIES",
     "DeployedVariant",
     "OnnxClassifier",
+    "build_forms",
+    "check_deployable",
     "export_onnx",
     "load_onnx",
     "load_quantized",
     "onnx_variant",
+    "parse_forms",
     "predict_batches",
     "prune_vocabulary",
     "quantize_onnx",
@@ -74,6 +78,8 @@ ONNX_FAMILIES: tuple[str, ...] = (
     "roberta",
     "xlm-roberta",
 )
+# The forms a job builds (`nlpkd distill --deploy`), in the order they are built and reported.
+DEPLOY_FORMS: tuple[str, ...] = ("int8", "onnx", "onnx-int8")
 EXPORT_EXTRA_HINT = 'install the export extra: pip install "nlpkd[export]"'
 QUANTIZED_WEIGHTS = "model.int8.safetensors"
 QUANTIZATION_FILE = "quantization.json"
@@ -221,9 +227,8 @@ def _pruned_tokenizer(tokenizer: Any, state: dict[str, Any], mapping: Mapping[in
         return type(tokenizer).from_pretrained(folder)
 
 
-def _always_kept_ids(tokenizer: Any, model: PreTrainedModel) -> set[int]:
-    """Special and added tokens, the config's token ids, and every id up to the padding id."""
-    rows = model.get_input_embeddings().weight.shape[0]
+def _special_token_ids(tokenizer: Any) -> set[int]:
+    """The ids of the tokenizer's special tokens, each of which must be in its vocabulary."""
     vocab = tokenizer.get_vocab()  # the WordPiece table and the added tokens
     kept: set[int] = set()
     for token in tokenizer.all_special_tokens:
@@ -235,6 +240,24 @@ def _always_kept_ids(tokenizer: Any, model: PreTrainedModel) -> set[int]:
                 "model.resize_token_embeddings(len(tokenizer)) before pruning."
             )
         kept.add(index)
+    return kept
+
+
+def _check_rows(tokenizer: Any, kept: set[int], rows: int) -> None:
+    too_large = sorted(i for i in kept if i >= rows)
+    if too_large:
+        names = tokenizer.convert_ids_to_tokens(too_large)
+        raise ValueError(
+            f"The tokens {names} (ids {too_large}) have no row in the model's {rows}-row word "
+            "embeddings, so a pruned vocabulary would lose them. Call "
+            "model.resize_token_embeddings(len(tokenizer)) first."
+        )
+
+
+def _always_kept_ids(tokenizer: Any, model: PreTrainedModel) -> set[int]:
+    """Special and added tokens, the config's token ids, and every id up to the padding id."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    kept = _special_token_ids(tokenizer)
     kept.update(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     config = model.config
     for name in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id"):
@@ -246,14 +269,7 @@ def _always_kept_ids(tokenizer: Any, model: PreTrainedModel) -> set[int]:
     pad = tokenizer.pad_token_id
     if pad is not None:
         kept.update(range(pad + 1))
-    too_large = sorted(i for i in kept if i >= rows)
-    if too_large:
-        names = tokenizer.convert_ids_to_tokens(too_large)
-        raise ValueError(
-            f"The tokens {names} (ids {too_large}) have no row in the model's {rows}-row word "
-            "embeddings, so a pruned vocabulary would lose them. Call "
-            "model.resize_token_embeddings(len(tokenizer)) first."
-        )
+    _check_rows(tokenizer, kept, rows)
     return kept
 
 
@@ -1098,9 +1114,10 @@ def _torch_predict(model: nn.Module) -> Callable[[Mapping[str, Tensor]], Tensor]
 def torch_variant(
     name: str,
     model: nn.Module,
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | None = None,
     params: int | None = None,
     tokenizer: Any | None = None,
+    size_mb: float | None = None,
 ) -> DeployedVariant:
     """
     A [`DeployedVariant`] for a PyTorch model (float or from [`load_quantized`]).
@@ -1108,17 +1125,24 @@ def torch_variant(
     Args:
         name (`str`): the variant's name.
         model (`torch.nn.Module`): the model; put in eval mode.
-        folder (`str` or `os.PathLike`): where it is saved; its weight files give `size_mb`.
+        folder (`str` or `os.PathLike`, *optional*): where it is saved; its weight files give
+            `size_mb`.
         params (`int`, *optional*): parameter count; defaults to the model's own, which is right
             for a float model (pass the float model's count for a quantized one).
         tokenizer (`PreTrainedTokenizerBase`, *optional*): its tokenizer.
+        size_mb (`float`, *optional*): its size on disk, for a model that is not in a folder
+            (e.g. measured by `nlpkd.evaluation.size_on_disk_mb`); one of `folder` and `size_mb`
+            is needed.
     """
     if params is None:
         if _is_quantized(model):
             raise ValueError(f"{name}: pass params= (the float model's count) for an int8 model.")
         params = sum(p.numel() for p in model.parameters())
-    size = weights_size_mb(folder)
-    return DeployedVariant(name, _torch_predict(model), params, size, Path(folder), tokenizer)
+    if folder is None and size_mb is None:
+        raise ValueError(f"{name}: pass the folder the model is saved in, or its size_mb.")
+    size = weights_size_mb(folder) if folder is not None else float(size_mb)
+    path = Path(folder) if folder is not None else None
+    return DeployedVariant(name, _torch_predict(model), params, size, path, tokenizer)
 
 
 def onnx_variant(
@@ -1150,7 +1174,7 @@ def predict_batches(variant: DeployedVariant, batches: Iterable[Mapping[str, Ten
     Args:
         variant ([`DeployedVariant`]): the form to run.
         batches (`Iterable[Mapping[str, Tensor]]`): tokenized batches, e.g. from
-            `nlpkd.api.latency_batches`.
+            `nlpkd.evaluation.latency_batches`.
     """
     return torch.cat([variant.predict(batch) for batch in batches])
 
@@ -1213,3 +1237,155 @@ def time_variants(
                 variant.predict(batch)
                 timings[variant.name].append((time.perf_counter() - start) * 1000.0)
     return {name: statistics.median(values) for name, values in timings.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The forms of a job (`nlpkd distill --deploy ... --prune_vocabulary true`)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_forms(forms: str | Sequence[str] | None) -> tuple[str, ...]:
+    """
+    The deployed forms asked for, checked and in the order of [`DEPLOY_FORMS`].
+
+    Args:
+        forms (`str` or `Sequence[str]`, *optional*): a comma list (`"int8,onnx-int8"`) or a
+            sequence of names from [`DEPLOY_FORMS`]; `None` or empty asks for none.
+
+    Returns:
+        `tuple[str, ...]`: the forms, each once.
+    """
+    if forms is None:
+        return ()
+    items = forms.split(",") if isinstance(forms, str) else [str(form) for form in forms]
+    names = [item.strip() for item in items if item.strip()]
+    unknown = [name for name in names if name not in DEPLOY_FORMS]
+    if unknown:
+        raise ValueError(
+            f"Unknown deployed form(s) {unknown}: --deploy takes a comma list of "
+            f"{', '.join(DEPLOY_FORMS)}, e.g. --deploy int8,onnx-int8."
+        )
+    return tuple(form for form in DEPLOY_FORMS if form in names)
+
+
+def check_deployable(
+    config: Any, tokenizer: Any, forms: str | Sequence[str] | None, *, prune: bool = False
+) -> tuple[str, ...]:
+    """
+    Fail now, before any training, when the forms cannot be built for a model and tokenizer.
+
+    Args:
+        config (`PretrainedConfig`): the configuration of the model to deploy (its family and
+            vocabulary size).
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        forms (`str` or `Sequence[str]`, *optional*): the forms, as for [`parse_forms`].
+        prune (`bool`, *optional*, defaults to `False`): whether the vocabulary will be pruned.
+
+    Returns:
+        `tuple[str, ...]`: the forms, as [`parse_forms`] gives them.
+
+    Raises:
+        `ValueError`: for an unknown form, a family outside [`ONNX_FAMILIES`] (int8 and ONNX were
+            checked on those), ONNX forms without the `export` extra, or, with `prune`, a
+            tokenizer that is not a fast WordPiece one or a special token that a pruned
+            vocabulary would lose.
+    """
+    forms = parse_forms(forms)
+    family = getattr(config, "model_type", None)
+    if forms and family not in ONNX_FAMILIES:
+        raise ValueError(
+            f"--deploy {','.join(forms)}: int8 quantization and ONNX export are built for the "
+            f"encoder families {', '.join(ONNX_FAMILIES)}; this student is {family!r}. Leave out "
+            "--deploy."
+        )
+    onnx = [form for form in forms if form.startswith("onnx")]
+    if onnx:
+        try:
+            _require_export_extra()
+        except ImportError as error:
+            raise ValueError(f"--deploy {','.join(onnx)}: {error}") from error
+    if prune:
+        _wordpiece_state(tokenizer)
+        rows = getattr(config, "vocab_size", None)
+        special = _special_token_ids(tokenizer)
+        if isinstance(rows, int):
+            _check_rows(tokenizer, special, rows)
+    return forms
+
+
+def _forms_of(
+    prefix: str, model: PreTrainedModel, tokenizer: Any, forms: Sequence[str], root: Path
+) -> list[DeployedVariant]:
+    """Build `root/<prefix>-<form>` for each form and load each back as it is shipped."""
+    params = sum(p.numel() for p in model.parameters())
+    variants = []
+    for form in forms:
+        name = f"{prefix}-{form}"
+        folder = root / name
+        if form == "int8":
+            save_quantized(quantize_int8(model), folder, tokenizer)
+            variants.append(torch_variant(name, load_quantized(folder), folder, params, tokenizer))
+            continue
+        if form == "onnx-int8" and "onnx" in forms:
+            # The float graph is already exported and checked: quantize it rather than export again.
+            quantize_onnx(root / f"{prefix}-onnx", folder)
+        else:
+            export_onnx(model, folder, tokenizer, int8=form == "onnx-int8")
+        variants.append(onnx_variant(name, folder, params, tokenizer=tokenizer))
+    return variants
+
+
+def build_forms(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    forms: str | Sequence[str] | None,
+    output_dir: str | os.PathLike[str],
+    *,
+    vocabulary_texts: Sequence[TextItem] | None = None,
+    max_length: int | None = None,
+    name: str = "student",
+) -> list[DeployedVariant]:
+    """
+    Build the deployed forms of a float model into one folder, each in a subfolder of its name.
+
+    For each form of [`parse_forms`]: `student-int8/` ([`save_quantized`]), `student-onnx/` and
+    `student-onnx-int8/` ([`export_onnx`]; the int8 graph is quantized from the float one when
+    both are asked for). With `vocabulary_texts`, the vocabulary is pruned to them
+    ([`prune_vocabulary`]) into `student-pruned/` (`save_pretrained`, float32) and the same forms
+    are built from it as `student-pruned-<form>/`. Every variant is loaded back from its folder
+    ([`load_quantized`], [`load_onnx`], `from_pretrained`), so what is measured is what ships.
+
+    Args:
+        model (`PreTrainedModel`): the float model, on the CPU. It is not changed.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer, saved with every form.
+        forms (`str` or `Sequence[str]`, *optional*): the forms, as for [`parse_forms`].
+        output_dir (`str` or `os.PathLike`): a new or empty folder.
+        vocabulary_texts (`Sequence[str | tuple[str, str]]`, *optional*): texts to prune the
+            vocabulary to; no pruned forms without them.
+        max_length (`int`, *optional*): passed to [`prune_vocabulary`].
+        name (`str`, *optional*, defaults to `"student"`): the prefix of the variants' names.
+
+    Returns:
+        `list[DeployedVariant]`: the forms, then (with pruning) the pruned model and its forms.
+    """
+    forms = parse_forms(forms)
+    root = Path(output_dir)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ValueError(f"{root} already exists and is not an empty folder; pass a new one.")
+    variants = _forms_of(name, model, tokenizer, forms, root)
+    if vocabulary_texts is None:
+        return variants
+    pruned, pruned_tokenizer = prune_vocabulary(
+        model, tokenizer, vocabulary_texts, max_length=max_length
+    )
+    folder = root / f"{name}-pruned"
+
+    def write(target: Path) -> None:
+        pruned.save_pretrained(target)
+        pruned_tokenizer.save_pretrained(target)
+
+    _write_atomically(folder, write)
+    shipped = type(pruned).from_pretrained(folder).eval()
+    shipped_tokenizer = type(pruned_tokenizer).from_pretrained(folder)
+    variants.append(torch_variant(folder.name, shipped, folder, tokenizer=shipped_tokenizer))
+    return variants + _forms_of(folder.name, shipped, shipped_tokenizer, forms, root)

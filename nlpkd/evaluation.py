@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.utils import logging as hf_logging
 
 from .config import plain_training_arguments
@@ -29,8 +36,10 @@ from .student import select_forward_inputs
 
 __all__ = [
     "build_report",
+    "changed_predictions",
     "count_parameters",
     "evaluate_model",
+    "evaluate_predict",
     "latency_batches",
     "measure_latency",
     "size_on_disk_mb",
@@ -320,6 +329,57 @@ def evaluate_model(
                 "{'accuracy': 0.9}."
             )
     return results
+
+
+def evaluate_predict(
+    predict: Callable[[Mapping[str, Tensor]], Tensor],
+    dataset: datasets.Dataset,
+    tokenizer: Any,
+    batch_size: int,
+    task: TaskSpec | None = None,
+    compute_metrics: Callable[..., dict[str, float]] | None = None,
+) -> tuple[dict[str, float], Tensor]:
+    """Metrics of any `batch -> logits` function (a deployed form) on one tokenized split, and its logits.
+
+    The batches are padded per batch like [`evaluate_model`]'s, and the metrics come from the same function
+    (the task's, or `compute_metrics` on an `EvalPrediction`), so a form's figures compare with the teacher's
+    and the student's.
+
+    Args:
+        predict (`Callable`): a tokenized batch in, float logits out (`nlpkd.deploy.DeployedVariant.predict`).
+        dataset (`datasets.Dataset`): the split, tokenized by the form's own tokenizer, with `label`.
+        tokenizer: that tokenizer (it pads).
+        batch_size (`int`): examples per batch.
+        task ([`~nlpkd.data.TaskSpec`], *optional*): decides the metrics when `compute_metrics` is not given.
+        compute_metrics (`Callable`, *optional*): a Trainer `compute_metrics` function.
+
+    Returns:
+        `tuple[dict[str, float], Tensor]`: `{metric: value}` and the logits `[examples, labels]`.
+    """
+    if compute_metrics is None and task is None:
+        raise ValueError("evaluate_predict needs a task or a compute_metrics function.")
+    columns = [c for c in dataset.column_names if c in tokenizer.model_input_names]
+    inputs = dataset.select_columns(columns)
+    logits = []
+    for start in range(0, len(dataset), batch_size):
+        rows = inputs[start : start + batch_size]
+        logits.append(predict(tokenizer.pad(rows, padding=True, return_tensors="pt")).float())
+    stacked = torch.cat(logits)
+    prediction = EvalPrediction(predictions=stacked.numpy(), label_ids=np.asarray(dataset["label"]))
+    metrics = (compute_metrics or make_compute_metrics(task))(prediction)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}, stacked
+
+
+def changed_predictions(reference: Tensor, other: Tensor) -> int:
+    """How many examples two models predict differently: another class, or (one output, regression) a value
+    apart by more than float32 rounding of differently padded batches (1e-4, relative and absolute)."""
+    if reference.shape != other.shape:
+        raise ValueError(
+            f"Logits of different shapes: {tuple(reference.shape)} and {tuple(other.shape)}."
+        )
+    if reference.shape[-1] == 1:
+        return int((~torch.isclose(reference, other, rtol=1e-4, atol=1e-4)).sum())
+    return int((reference.argmax(-1) != other.argmax(-1)).sum())
 
 
 def build_report(

@@ -1,4 +1,5 @@
-"""The picture of a run: the loss components over training, and teacher vs student on metric, size and latency."""
+"""The picture of a run: the loss components over training, teacher vs student on metric, size and latency, and
+the deployed forms."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def plot_report(
     Panels, each left out when its data is missing: (1) the loss components over training steps
     from the Trainer's `log_history` (`loss`, `kd`, `ce`, `hidden`, `attn` from training logs, and
     `eval_loss`), (2) teacher vs student on the main metric per split, (3) size on disk and (4)
-    latency. Uses matplotlib's Agg canvas directly, so it works headless whatever the backend.
+    latency; and, when the report has deployed forms (more than two `variants`), a row with every variant's
+    speed-up over the teacher (labelled with its retention) and its size on disk. Uses matplotlib's Agg canvas directly, so it works headless whatever the backend.
 
     Args:
         report (`Mapping[str, Any]`):
@@ -100,6 +102,8 @@ def plot_report(
         and report.get("student_latency_ms") is not None
     ):
         bar_panels.append("latency")
+    variants = report.get("variants") or []
+    has_variants = len(variants) > 2
     if not has_losses and not bar_panels:
         raise ValueError(
             "plot_report found nothing to draw: the log history has no loss entries and the "
@@ -107,10 +111,13 @@ def plot_report(
         )
 
     columns = max(len(bar_panels), 1)
-    rows = int(has_losses) + int(bool(bar_panels))
-    figure = Figure(figsize=(4.2 * max(columns, 2), 3.8 * rows), layout="constrained")
+    rows = int(has_losses) + int(bool(bar_panels)) + int(has_variants)
+    heights = [3.8] * (rows - int(has_variants)) + (
+        [1.2 + 0.35 * len(variants)] if has_variants else []
+    )
+    figure = Figure(figsize=(4.2 * max(columns, 2), sum(heights)), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(rows, columns)
+    grid = figure.add_gridspec(rows, columns, height_ratios=heights)
     figure.suptitle("nlpkd distillation report", fontsize=13)
 
     if has_losses:
@@ -128,6 +135,9 @@ def plot_report(
             axes.set_ylabel("MB (safetensors)")
         else:
             _plot_latency(axes, report)
+    if has_variants:
+        inner = grid[rows - 1, :].subgridspec(1, 2)
+        _plot_variants(figure.add_subplot(inner[0, 0]), figure.add_subplot(inner[0, 1]), report)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -196,3 +206,43 @@ def _plot_latency(axes: Axes, report: Mapping[str, Any]) -> None:
     context = f"batch {shape[0]} x seq {shape[1]}, " if shape and len(shape) == 2 else ""
     axes.set_xlabel(f"{context}{report.get('device', '')}")
     axes.set_ylabel("median ms per batch")
+
+
+def _plot_variants(speed: Axes, size: Axes, report: Mapping[str, Any]) -> None:
+    """The variants of `metrics.json` side by side: speed-up over the teacher (labelled with the retention of
+    the main metric) and size on disk (labelled with the fraction of the teacher's)."""
+    variants = list(report["variants"])[::-1]  # the teacher on top
+    names = [variant["name"] for variant in variants]
+    colors = [
+        "#4c72b0" if n == "teacher" else "#dd8452" if n == "student" else "#55a868" for n in names
+    ]
+    timed = all(variant.get("speedup") is not None for variant in variants)
+    if timed:
+        bars = speed.barh(names, [variant["speedup"] for variant in variants], color=colors)
+        labels = [
+            f"{variant['speedup']:.2f}x, "
+            + ("-" if variant.get("retention") is None else f"{variant['retention']:.1%}")
+            for variant in variants
+        ]
+        speed.bar_label(bars, labels=labels, fontsize="small", padding=2)
+        speed.axvline(1.0, color="grey", lw=0.8, ls="--")
+        speed.set_xlabel("speed-up over the teacher (label: speed-up, retention)")
+        speed.margins(x=0.35)
+    else:
+        speed.text(0.5, 0.5, "latency not measured", ha="center", va="center")
+        speed.set_yticks([])
+    speed.set_title(f"Deployed forms: speed and {report.get('main_metric')} retained")
+    bars = size.barh(names, [variant["size_mb"] for variant in variants], color=colors)
+    ratios = [variant.get("size_ratio") for variant in variants]
+    size.bar_label(
+        bars,
+        labels=[
+            f"{v['size_mb']:.3g} MB" + ("" if r is None else f" ({r:.2f})")
+            for v, r in zip(variants, ratios, strict=True)
+        ],
+        fontsize="small",
+        padding=2,
+    )
+    size.margins(x=0.35)
+    size.set_title("Size on disk (fraction of the teacher's)")
+    size.set_xlabel("MB (weight files)")

@@ -113,6 +113,9 @@ def distill(
     max_length: int = 128,
     compute_metrics: Callable[..., dict[str, float]] | None = None,
     measure_latency: bool = True,
+    deploy: str | Sequence[str] | None = None,
+    prune_vocabulary: bool = False,
+    vocabulary_file: str | Path | None = None,
     **config_kwargs: Any,
 ) -> DistillationResult:
     """Distil a fine-tuned classifier into a student with fewer layers, on your own data.
@@ -167,6 +170,16 @@ def distill(
             the report's main metric is the first one it returns.
         measure_latency (`bool`, *optional*, defaults to `True`):
             Time both models on fixed-shape batches (32 x `max_length`) of the evaluation data.
+        deploy (`str` or `Sequence[str]`, *optional*):
+            Deployed forms to build and measure with teacher and student: `"int8"`, `"onnx"`,
+            `"onnx-int8"` (a comma list or a list; ONNX needs `pip install "nlpkd[export]"`). They
+            are written to `output_dir/deploy/<name>/` and `result.save(folder)` copies them to
+            `folder/deploy/`; `result.report.variants` holds their figures.
+        prune_vocabulary (`bool`, *optional*, defaults to `False`):
+            Also build `student-pruned` (a vocabulary of the tokens of `train_data`, `eval_data`
+            and `vocabulary_file`) and the `deploy` forms of it.
+        vocabulary_file (`str` or `Path`, *optional*):
+            A UTF-8 text file, one text per line, whose tokens the pruned vocabulary keeps too.
         **config_kwargs:
             [`DistillationConfig`] fields when `args` is not given: `output_dir`,
             `num_train_epochs`, `max_steps`, `learning_rate`, `temperature`, `alpha_kd`, ...
@@ -206,6 +219,9 @@ def distill(
         max_length=max_length,
         compute_metrics=compute_metrics,
         latency_batches=job_default("latency_batches") if measure_latency else 0,
+        deploy=deploy,
+        prune_vocabulary=prune_vocabulary,
+        vocabulary_file=vocabulary_file,
     )
     return run(job)
 

@@ -12,7 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS_NAME", "Report", "Variant", "format_summary", "load_report", "write_report"]
+__all__ = [
+    "METRICS_NAME",
+    "Report",
+    "Variant",
+    "deployment_notes",
+    "format_summary",
+    "load_report",
+    "variants_table",
+    "write_report",
+]
 
 METRICS_NAME = "metrics.json"
 
@@ -290,6 +299,78 @@ def _metric_rows(report: Mapping[str, Any]) -> list[tuple[str, float | None, flo
     return rows
 
 
+def variants_table(report: Report | Mapping[str, Any]) -> list[list[str]]:
+    """The variants side by side, as text cells: a header row, then one row per variant (teacher, student,
+    deployed forms) with its main metric, parameters, size, latency, and speed-up, size and retention against
+    the teacher. The summary and the model card both print these rows, so they show the same figures as the
+    `variants` of `metrics.json`.
+
+    Args:
+        report ([`Report`] or `Mapping`): the report, or `metrics.json`'s layout of it.
+
+    Returns:
+        `list[list[str]]`: the rows; `-` where a figure was not measured.
+    """
+    data = report.to_dict() if isinstance(report, Report) else report
+
+    def cell(value: float | None, text: str) -> str:
+        return "-" if value is None else text.format(value)
+
+    rows = [
+        [
+            "model",
+            f"{data.get('main_metric')} ({data.get('main_split')})",
+            "parameters",
+            "size (MB)",
+            "latency (ms)",
+            "speed-up",
+            "size / teacher",
+            "retention",
+        ]
+    ]
+    for variant in data.get("variants", []):
+        rows.append(
+            [
+                variant["name"],
+                cell(variant.get("metric"), "{:.4f}"),
+                cell(variant.get("params"), "{:,}"),
+                cell(variant.get("size_mb"), "{:.2f}"),
+                cell(variant.get("latency_ms"), "{:.2f}"),
+                cell(variant.get("speedup"), "{:.2f}x"),
+                cell(variant.get("size_ratio"), "{:.3f}"),
+                cell(variant.get("retention"), "{:.1%}"),
+            ]
+        )
+    return rows
+
+
+def deployment_notes(report: Report | Mapping[str, Any]) -> list[str]:
+    """Sentences on how the deployed forms were made (`metrics.json`'s `deployment`): where they are and
+    what vocabulary pruning kept and changed. Empty when the run deployed nothing."""
+    data = report.to_dict() if isinstance(report, Report) else report
+    deployment = data.get("deployment")
+    if not isinstance(deployment, Mapping):
+        return []
+    notes = [f"The forms are in {deployment.get('folder', 'deploy')}/, one folder per name."]
+    vocabulary = deployment.get("vocabulary")
+    if isinstance(vocabulary, Mapping):
+        texts = [str(text) for text in vocabulary["texts"]]
+        sources = f"{', '.join(texts[:-1])} and {texts[-1]}" if len(texts) > 1 else texts[0]
+        notes.append(
+            f"Vocabulary pruning kept {vocabulary['tokens']:,} of {vocabulary['tokens_before']:,} "
+            f"tokens, those of the {sources} texts; it changed {vocabulary['changed_predictions']} "
+            f"of {vocabulary['examples']} {vocabulary.get('split')} predictions."
+        )
+        alone = vocabulary.get("train_texts_only")
+        if isinstance(alone, Mapping):
+            notes.append(
+                f"With the training texts alone ({alone['tokens']:,} tokens) it would change "
+                f"{alone['changed_predictions']} of them: expect about that rate on new texts, where "
+                "a word the vocabulary lacks becomes other pieces or [UNK]."
+            )
+    return notes
+
+
 def format_summary(report: Report | Mapping[str, Any]) -> str:
     """
     Plain-text summary of a compression report: an aligned teacher / student / ratio table, then
@@ -362,4 +443,23 @@ def format_summary(report: Report | Mapping[str, Any]) -> str:
             if part
         )
         lines.append(f"speed-up: {report['speedup']:.2f}x ({context})")
+    if len(report.get("variants", [])) > 2:
+        lines += [
+            "",
+            "deployed forms, measured in the same run:",
+            *_aligned(variants_table(report)),
+        ]
+        lines += deployment_notes(report)
     return "\n".join(lines)
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        ).rstrip()
+        for row in rows
+    ]
+    return [lines[0], "-" * len(lines[0]), *lines[1:]]

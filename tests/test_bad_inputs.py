@@ -832,3 +832,192 @@ def test_teacher_with_nan_outputs(kit, tmp_path, capsys):
     )
     assert raised(trainer.train, NonFiniteLossError) == message
     assert re.search(r"at step \d+", message)
+
+
+# ---- row 12: deployment that cannot be built ------------------------------------------------
+
+
+def python_distill(teacher, tmp_path, tokenizer=None, **deploy_options):
+    """`nlpkd.distill` on the good sentences with deployment options: what the command runs, from Python."""
+    from nlpkd import distill
+
+    labels = [i % 2 for i in range(len(SENTENCES))]
+    return lambda: distill(
+        teacher,
+        SENTENCES,
+        labels=labels,
+        eval_data=SENTENCES,
+        eval_labels=labels,
+        tokenizer=tokenizer,
+        output_dir=str(tmp_path / "api"),
+        max_steps=1,
+        use_cpu=True,
+        **deploy_options,
+    )
+
+
+def check_deploy_row(kit, tmp_path, capsys, flags, phrase, teacher=None, python=None) -> str:
+    out = tmp_path / "out"
+    message = one_line_error(*run_cli(kit.argv(out, *flags, teacher=teacher), capsys), phrase)
+    assert not out.exists()  # refused before fine-tuning or training: nothing written
+    if python is not None:
+        assert raised(python) == message
+        assert not (tmp_path / "api").exists()
+    return message
+
+
+def test_unknown_deployed_form(kit, tmp_path, capsys):
+    teacher = AutoModelForSequenceClassification.from_pretrained(kit.teacher)
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        ["--deploy", "int8,int4"],
+        "Unknown deployed form(s) ['int4']: --deploy takes a comma list of int8, onnx, onnx-int8, "
+        "e.g. --deploy int8,onnx-int8.",
+        python=python_distill(teacher, tmp_path, kit.tokenizer, deploy="int8,int4"),
+    )
+
+
+def test_onnx_forms_without_the_export_extra(kit, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    teacher = AutoModelForSequenceClassification.from_pretrained(kit.teacher)
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        ["--deploy", "int8,onnx-int8"],
+        "--deploy onnx-int8: ONNX export needs onnx, onnxscript and onnxruntime (onnxruntime is "
+        'missing); install the export extra: pip install "nlpkd[export]".',
+        python=python_distill(teacher, tmp_path, kit.tokenizer, deploy=["int8", "onnx-int8"]),
+    )
+
+
+def tiny_gpt2(folder: Path, tokenizer) -> Path:
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=MODEL_MAX_LENGTH
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    return save(folder, GPT2ForSequenceClassification(config), tokenizer)
+
+
+def test_a_family_that_cannot_be_deployed(kit, tmp_path, capsys):
+    teacher = tiny_gpt2(tmp_path / "gpt2", kit.tokenizer)
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        ["--deploy", "int8", "--finetune_teacher", "never"],
+        "--deploy int8: int8 quantization and ONNX export are built for the encoder families bert, "
+        "deberta-v2, distilbert, electra, mpnet, roberta, xlm-roberta; this student is 'gpt2'. "
+        "Leave out --deploy.",
+        teacher=teacher,
+        python=python_distill(
+            AutoModelForSequenceClassification.from_pretrained(teacher),
+            tmp_path,
+            kit.tokenizer,
+            deploy="int8",
+        ),
+    )
+
+
+def word_level_teacher(kit, folder: Path) -> tuple[Path, Any]:
+    """The kit's teacher with a fast tokenizer of the same tokens that is not WordPiece."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(vocab=kit.tokenizer.get_vocab(), unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]"}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **specials, sep_token="[SEP]")
+    model = AutoModelForSequenceClassification.from_pretrained(kit.teacher)
+    save(folder, model, tokenizer)
+    return folder, AutoTokenizer.from_pretrained(folder)  # as the command loads it
+
+
+def test_a_tokenizer_that_cannot_be_pruned(kit, tmp_path, capsys):
+    teacher, tokenizer = word_level_teacher(kit, tmp_path / "word-level")
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        ["--prune_vocabulary", "true"],
+        "prune_vocabulary supports WordPiece tokenizers only (families bert, distilbert, electra, "
+        "mpnet); TokenizersBackend is a WordLevel tokenizer. Deploy this model without "
+        "vocabulary pruning.",
+        teacher=teacher,
+        python=python_distill(
+            AutoModelForSequenceClassification.from_pretrained(teacher),
+            tmp_path,
+            tokenizer,
+            prune_vocabulary=True,
+        ),
+    )
+
+
+def test_a_vocabulary_that_would_lose_a_special_token(kit, tmp_path, capsys):
+    tokenizer = make_tokenizer(tmp_path / "vocab")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[NEW]"]})
+    model = AutoModelForSequenceClassification.from_pretrained(kit.teacher)
+    teacher = save(tmp_path / "teacher", model, tokenizer)
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        ["--prune_vocabulary", "true", "--deploy", "int8"],
+        "The tokens ['[NEW]'] (ids [36]) have no row in the model's 36-row word embeddings, so a "
+        "pruned vocabulary would lose them. Call model.resize_token_embeddings(len(tokenizer)) first.",
+        teacher=teacher,
+        python=python_distill(model, tmp_path, tokenizer, prune_vocabulary=True, deploy="int8"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "phrase"),
+    [
+        (
+            ["--vocabulary_file", "{file}"],
+            "--vocabulary_file only adds texts to a pruned vocabulary: add --prune_vocabulary "
+            "true, or leave it out.",
+        ),
+        (
+            ["--prune_vocabulary", "true", "--vocabulary_file", "{missing}"],
+            "--vocabulary_file {missing} does not exist: give a UTF-8 text file with one text "
+            "per line.",
+        ),
+        (
+            ["--prune_vocabulary", "true", "--vocabulary_file", "{empty}"],
+            "--vocabulary_file {empty} holds no text: give a UTF-8 text file with one text per "
+            "line.",
+        ),
+    ],
+    ids=["without-pruning", "missing", "empty"],
+)
+def test_bad_vocabulary_file(kit, tmp_path, capsys, flags, phrase):
+    paths = {"file": tmp_path / "corpus.txt", "missing": tmp_path / "nope.txt"}
+    paths["empty"] = tmp_path / "empty.txt"
+    paths["file"].write_text("the movie\n")
+    paths["empty"].write_text("\n \n")
+    flags = [flag.format(**paths) for flag in flags]
+    options = {"vocabulary_file": flags[-1], "prune_vocabulary": "--prune_vocabulary" in flags}
+    teacher = AutoModelForSequenceClassification.from_pretrained(kit.teacher)
+    check_deploy_row(
+        kit,
+        tmp_path,
+        capsys,
+        flags,
+        phrase.format(**paths),
+        python=python_distill(teacher, tmp_path, kit.tokenizer, **options),
+    )

@@ -156,4 +156,41 @@ def test_deployed_forms_get_their_own_table():
     int8 = Variant("student-int8", {"validation": {"accuracy": 0.88}}, 66_957_315, 70.0, 30.0)
     text = _card(variants=[*REPORT.variants, int8]).text
     assert "## Deployed forms" in text
-    assert "| student-int8 | 0.8800 | 66,957,315 | 70.00 | 30.00 | 4.02x | 96.4% |" in text
+    size_ratio = f"{70.0 / 437.95:.3f}"
+    assert (
+        f"| student-int8 | 0.8800 | 66,957,315 | 70.00 | 30.00 | 4.02x | {size_ratio} | 96.4% |"
+        in text
+    )
+    assert "| teacher | 0.9125 | 109,484,547 | 437.95 | 120.50 | 1.00x | 1.000 | 100.0% |" in text
+    assert "load_quantized" not in text  # no deployment entry: no notes or snippet
+
+
+def test_deployed_forms_say_where_they_are_and_what_pruning_changed():
+    int8 = Variant("student-int8", {"validation": {"accuracy": 0.88}}, 66_957_315, 70.0, 30.0)
+    pruned = Variant(
+        "student-pruned", {"validation": {"accuracy": 0.8843}}, 40_000_000, 160.0, 61.0
+    )
+    onnx = Variant("student-pruned-onnx-int8", {"validation": {"accuracy": 0.88}}, 40_000_000, 40.0)
+    deployment = {
+        "folder": "deploy",
+        "forms": ["student-int8", "student-pruned", "student-pruned-onnx-int8"],
+        "vocabulary": {
+            "texts": ["train", "validation"],
+            "tokens": 13_828,
+            "tokens_before": 30_522,
+            "split": "validation",
+            "examples": 872,
+            "changed_predictions": 0,
+            "train_texts_only": {"tokens": 12_914, "changed_predictions": 4},
+        },
+    }
+    text = _card(
+        variants=[*REPORT.variants, int8, pruned, onnx], extra={"deployment": deployment}
+    ).text
+    assert "| student-pruned-onnx-int8 | 0.8800 | 40,000,000 | 40.00 | - | - |" in text
+    assert "kept 13,828 of 30,522 tokens, those of the train and validation texts" in text
+    assert "it changed 0 of 872 validation predictions" in text
+    assert "alone (12,914 tokens) it would change 4 of them" in text
+    assert 'model = load_quantized("deploy/student-int8")' in text
+    assert 'AutoModelForSequenceClassification.from_pretrained("deploy/student-pruned")' in text
+    assert 'session = load_onnx("deploy/student-pruned-onnx-int8")' in text

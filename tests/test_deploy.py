@@ -177,7 +177,7 @@ def test_texts_must_be_a_sequence_of_strings(tiny_tokenizer, texts):
 
 @pytest.mark.slow
 def test_packaged_minilm_pruned_on_bbc_texts_gives_the_same_logits(tmp_path):
-    from nlpkd.tasks import load_bbc_news
+    from nlpkd.data import load_bbc_news
 
     texts = list(load_bbc_news()["validation"]["text"][:6])
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_dir())

@@ -179,3 +179,69 @@ def test_report_save_refuses_non_json_values(tmp_path):
     with pytest.raises(ValueError, match="cannot be written as strict JSON"):
         report.save(tmp_path)
     assert not (tmp_path / "metrics.json").exists()
+
+
+DEPLOYMENT = {
+    "folder": "deploy",
+    "forms": ["student-int8"],
+    "vocabulary": {
+        "texts": ["train", "validation"],
+        "tokens": 900,
+        "tokens_before": 30_522,
+        "split": "validation",
+        "examples": 872,
+        "changed_predictions": 0,
+        "train_texts_only": {"tokens": 850, "changed_predictions": 3},
+    },
+}
+
+
+def test_summary_lists_every_variant_as_metrics_json_does():
+    report = _report()
+    report.extra["deployment"] = DEPLOYMENT
+    lines = format_summary(report).splitlines()
+    start = lines.index("deployed forms, measured in the same run:")
+    table = lines[start + 1 : start + 6]
+    assert table[0].split()[:3] == ["model", "accuracy", "(validation)"]
+    assert set(table[1]) == {"-"} and len({len(line) for line in table}) == 1  # aligned
+    rows = {line.split()[0]: line.split()[1:] for line in table[2:]}
+    assert list(rows) == ["teacher", "student", "student-int8"]
+    # By hand: 0.86 / 0.9 retained, 120.5 / 30 faster, 70.1 / 437.97 of the size.
+    assert rows["student-int8"] == [
+        "0.8600", "66,362,880", "70.10", "30.00", "4.02x", f"{70.1 / 437.97:.3f}", "95.6%",
+    ]  # fmt: skip
+    assert rows["teacher"][-3:] == ["1.00x", "1.000", "100.0%"]
+    notes = " ".join(lines[start + 5 :])
+    assert "Vocabulary pruning kept 900 of 30,522 tokens" in notes
+    assert "it changed 0 of 872 validation predictions" in notes
+    assert "alone (850 tokens) it would change 3 of them" in notes
+
+
+def test_summary_of_two_variants_has_no_deployed_table():
+    assert "deployed forms" not in format_summary(_fixed_report())
+    data = _report().to_dict()
+    data["variants"] = data["variants"][:2]
+    assert "deployed forms" not in format_summary(data)
+
+
+def test_plot_draws_a_panel_of_the_variants(tmp_path, monkeypatch):
+    drawn = []
+    original = plot_module._plot_variants
+    monkeypatch.setattr(
+        plot_module,
+        "_plot_variants",
+        lambda speed, size, report: (
+            drawn.append(report["variants"]) or original(speed, size, report)
+        ),
+    )
+    data = _report().to_dict()
+    path = plot_report(data, [{"step": 1, "loss": 1.0}], tmp_path / "plot.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert [v["name"] for v in drawn[0]] == ["teacher", "student", "student-int8"]
+    # Forms measured without latency still get their size panel.
+    for variant in data["variants"]:
+        variant["latency_ms"] = variant["speedup"] = None
+    plot_report(data, [], tmp_path / "untimed.png")
+    assert len(drawn) == 2
+    plot_report(_fixed_report(), [], tmp_path / "pair.png")
+    assert len(drawn) == 2  # teacher and student alone: no panel of variants
