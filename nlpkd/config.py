@@ -164,6 +164,12 @@ class DistillationConfig(TrainingArguments):
         teacher_cache_dir (`str`, *optional*):
             Folder of the cache for a training set that lives in memory (default: `OUTPUT_DIR/teacher_cache`).
             A dataset read from files keeps the cache beside its own `datasets` cache files.
+        teacher_weights (`list[float]`, *optional*):
+            With several teachers, the weight of each one's soft targets (normalised to sum to 1); equal weights
+            by default.
+        teacher_ensemble (`str`, *optional*, defaults to `"probs"`):
+            With several teachers, average their probabilities at temperature `T` (`"probs"`) or their logits
+            (`"logits"`). Hidden states and attentions always come from the first teacher.
         teacher_dtype (`str`, *optional*):
             Cast the teacher to this dtype (`"float16"`, `"bfloat16"`, `"float32"`); `None` or `"auto"` keeps
             it as given. A half-precision teacher halves its memory and time; the losses stay in float32.
@@ -259,6 +265,16 @@ class DistillationConfig(TrainingArguments):
             "help": "Cache folder for an in-memory training set (default: OUTPUT_DIR/teacher_cache)."
         },
     )
+    teacher_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Weights of several teachers' soft targets (default: equal)."},
+    )
+    teacher_ensemble: Literal["probs", "logits"] = field(
+        default="probs",
+        metadata={
+            "help": "Average several teachers' probabilities ('probs') or logits ('logits')."
+        },
+    )
     teacher_dtype: str | None = field(
         default=None,
         metadata={
@@ -284,6 +300,16 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(
                 f"jsd_beta must be in (0, 1), got {self.jsd_beta}: its limits are kd_loss='forward_kl' (0) "
                 "and 'reverse_kl' (1)."
+            )
+        if self.teacher_ensemble not in ("probs", "logits"):
+            raise ValueError(
+                f"teacher_ensemble must be 'probs' or 'logits', got {self.teacher_ensemble!r}."
+            )
+        if self.teacher_weights is not None and (
+            any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0
+        ):
+            raise ValueError(
+                f"teacher_weights must be >= 0 and not all 0, got {self.teacher_weights}."
             )
         if self.num_relation_heads is not None and self.num_relation_heads < 1:
             raise ValueError(f"num_relation_heads must be >= 1, got {self.num_relation_heads}.")

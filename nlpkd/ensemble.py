@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .student import check_tokenizers_match
+from .student import check_tokenizers_match, forward_input_names, select_forward_inputs
 
 __all__ = ["ENSEMBLE_MODES", "TeacherEnsemble", "check_teachers_agree", "ensemble_logits"]
 
@@ -128,10 +128,19 @@ class TeacherEnsemble(nn.Module):
         """The teacher whose hidden states and attentions the intermediate terms compare with."""
         return self.teachers[0]
 
+    def input_names(self) -> set[str] | None:
+        """The batch keys any of the teachers takes (`None`: one of them takes every key)."""
+        names = [forward_input_names(teacher) for teacher in self.teachers]
+        return None if None in names else set().union(*names)
+
     def forward(self, **inputs: Any) -> SequenceClassifierOutput:
-        first = self.teachers[0](**inputs)
-        plain = {k: v for k, v in inputs.items() if not k.startswith("output_")}
-        others = [teacher(**plain).logits for teacher in self.teachers[1:]]
+        flags = {k: v for k, v in inputs.items() if k.startswith("output_")}
+        batch = {k: v for k, v in inputs.items() if not k.startswith("output_")}
+        # Each teacher gets the keys its own forward takes (a DistilBERT teacher has no token_type_ids).
+        first = self.teachers[0](**select_forward_inputs(self.teachers[0], batch), **flags)
+        others = [
+            teacher(**select_forward_inputs(teacher, batch)).logits for teacher in self.teachers[1:]
+        ]
         logits = ensemble_logits(
             [first.logits, *others], self.weights.tolist(), float(self.temperature), self.mode
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .cache import CACHE_COLUMN
 from .config import DistillationConfig
 from .losses import (
     attention_loss,
@@ -37,6 +38,7 @@ __all__ = [
     "relation_heads",
     "has_labels",
     "hidden_pairs",
+    "inputs_for",
     "loss_components",
     "output_requests",
 ]
@@ -59,20 +61,22 @@ def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict
         `dict[int, int]`: student layer -> teacher layer of the hidden-state and attention terms (empty when
         neither is on).
     """
-    check_compatible(student, teacher)
+    # An ensemble of teachers answers for its first teacher's layers.
+    primary = getattr(teacher, "primary", teacher)
+    check_compatible(student, primary)
     if args.alpha_attn > 0:
-        for model in (student, teacher):
+        for model in (student, *getattr(teacher, "teachers", [teacher])):
             if model.config._attn_implementation != "eager":
                 model.set_attn_implementation("eager")
         for dropout in attention_probs_dropouts(student):
             dropout.p = 0.0
     intermediate = args.alpha_hidden > 0 or args.alpha_attn > 0
-    layer_map = resolve_layer_map(student, teacher, args.layer_map) if intermediate else {}
-    for role, model in (("student", student), ("teacher", teacher)):
+    layer_map = resolve_layer_map(student, primary, args.layer_map) if intermediate else {}
+    for role, model in (("student", student), ("teacher", primary)):
         check_layer_outputs(model, role, args.alpha_hidden > 0, args.alpha_attn > 0)
     if args.alpha_relation > 0:
-        heads = relation_heads(args, teacher)
-        for role, model in (("student", student), ("teacher", teacher)):
+        heads = relation_heads(args, primary)
+        for role, model in (("student", student), ("teacher", primary)):
             width = model.config.hidden_size
             if width % heads:
                 raise ValueError(
@@ -81,7 +85,7 @@ def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict
                 )
         # Fails now for a family without separate query/key/value projections, or an index out of range.
         attention_projections(student, num_encoder_layers(student) - 1)
-        attention_projections(teacher, _layer_index(teacher, args.relation_teacher_layer))
+        attention_projections(primary, _layer_index(primary, args.relation_teacher_layer))
     return layer_map
 
 
@@ -92,6 +96,14 @@ def relation_heads(args: DistillationConfig, teacher: Any) -> int:
 
 def _layer_index(model: Any, index: int) -> int:
     return index + num_encoder_layers(model) if index < 0 else index
+
+
+def inputs_for(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a batch that a model taking `keys` reads; `None` keys: every entry but the labels and
+    the cached teacher logits."""
+    if keys is None:
+        return {k: v for k, v in inputs.items() if k not in ("labels", CACHE_COLUMN)}
+    return {k: v for k, v in inputs.items() if k in keys}
 
 
 def output_requests(args: DistillationConfig) -> dict[str, bool]:

@@ -4,16 +4,43 @@ DeepSpeed inference engine under ZeRO-3 and moved to the device under FSDP."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from .ensemble import TeacherEnsemble
+from .models import load_teacher
+from .student import forward_input_names
+
 if TYPE_CHECKING:
     from transformers import Trainer
 
-__all__ = ["freeze_teacher", "place_teacher"]
+__all__ = ["freeze_teacher", "place_teacher", "resolve_teacher", "teacher_input_names"]
+
+
+def resolve_teacher(teacher: Any, args: Any) -> nn.Module:
+    """The teacher a trainer was given, as a module: a model, a path or Hub id loaded as a fine-tuned
+    classifier, or a list of those averaged into a [`~nlpkd.ensemble.TeacherEnsemble`] with `args`'s
+    `teacher_weights`, `temperature` and `teacher_ensemble`."""
+    if isinstance(teacher, TeacherEnsemble):
+        return teacher
+    if isinstance(teacher, list | tuple):
+        return TeacherEnsemble(
+            [load_teacher(t) for t in teacher],
+            args.teacher_weights,
+            args.temperature,
+            args.teacher_ensemble,
+        )
+    return load_teacher(teacher)
+
+
+def teacher_input_names(teacher: nn.Module) -> set[str] | None:
+    """The batch keys the teacher (every teacher of an ensemble) takes; `None` when it takes every key."""
+    if isinstance(teacher, TeacherEnsemble):
+        return teacher.input_names()
+    return forward_input_names(teacher)
 
 
 def freeze_teacher(teacher: PreTrainedModel, dtype: str | None = None) -> PreTrainedModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -16,14 +16,12 @@ from .cache import CACHE_COLUMN, cached_training_set
 from .checkpoints import GracefulStop, resolve_resume_checkpoint
 from .config import LOSS_COMPONENTS, DistillationConfig
 from .loss_log import LossLog, NonFiniteLossError, check_finite
-
-__all__ = ["DistillationTrainer", "NonFiniteLossError"]
 from .losses import hard_label_loss
-from .models import load_teacher
 from .objectives import (
     capture_attention_projections,
     has_labels,
     hidden_pairs,
+    inputs_for,
     loss_components,
     output_requests,
     prepare_models,
@@ -31,7 +29,9 @@ from .objectives import (
 )
 from .projections import StudentWithProjections, save_student, with_projections
 from .student import check_tokenizers_match, forward_input_names
-from .teacher import freeze_teacher, place_teacher
+from .teacher import freeze_teacher, place_teacher, resolve_teacher, teacher_input_names
+
+__all__ = ["DistillationTrainer", "NonFiniteLossError"]
 
 
 class DistillationTrainer(Trainer):
@@ -52,8 +52,10 @@ class DistillationTrainer(Trainer):
     Args:
         model (`PreTrainedModel`):
             The student, e.g. from [`create_student`].
-        teacher (`PreTrainedModel` or `str`):
-            The fine-tuned teacher, or a path / Hub id loaded with `AutoModelForSequenceClassification`.
+        teacher (`PreTrainedModel`, `str` or a list of them):
+            The fine-tuned teacher, or a path / Hub id loaded with `AutoModelForSequenceClassification`. A list
+            of teachers (or a [`~nlpkd.ensemble.TeacherEnsemble`]) distils their averaged soft targets
+            (`teacher_weights`, `teacher_ensemble`); the intermediate terms use the first one.
         args (`DistillationConfig`):
             Training and distillation settings.
         teacher_processing_class (tokenizer, *optional*):
@@ -92,7 +94,7 @@ class DistillationTrainer(Trainer):
             )
         if model is None:
             raise ValueError("DistillationTrainer needs the student as `model`.")
-        teacher = load_teacher(teacher)
+        teacher = resolve_teacher(teacher, args)
         if teacher is model:
             raise ValueError(
                 "The teacher and the student are the same object: pass a separate student."
@@ -103,7 +105,7 @@ class DistillationTrainer(Trainer):
         self.relation_heads = relation_heads(args, teacher) if args.alpha_relation > 0 else None
         # None means "takes every key" (a forward with **kwargs only).
         self._student_keys = forward_input_names(model)
-        self._teacher_keys = forward_input_names(teacher)
+        self._teacher_keys = teacher_input_names(teacher)
         if None in (self._student_keys, self._teacher_keys) and args.remove_unused_columns:
             # A model that takes every key cannot say which columns to drop: keep them all.
             args = dataclasses.replace(args, remove_unused_columns=False)
@@ -143,8 +145,13 @@ class DistillationTrainer(Trainer):
         return model.projections if isinstance(model, StudentWithProjections) else nn.ModuleList()
 
     @property
-    def teacher_model(self) -> PreTrainedModel:
-        """The teacher as a `PreTrainedModel`, whatever wraps it for distributed inference."""
+    def primary_teacher(self) -> PreTrainedModel:
+        """The teacher whose layers the intermediate terms read (the first one of an ensemble)."""
+        return getattr(self.teacher_model, "primary", self.teacher_model)
+
+    @property
+    def teacher_model(self) -> nn.Module:
+        """The teacher (a model or an ensemble), whatever wraps it for distributed inference."""
         return self.accelerator.unwrap_model(self.teacher)
 
     # ---- training, saving and the model card ----------------------------------------------------
@@ -185,11 +192,8 @@ class DistillationTrainer(Trainer):
     def create_model_card(self, **kwargs: Any) -> None:
         """Write the model card `README.md` that `push_to_hub` uploads: nlpkd's card with teacher and student
         results when a job set `model_card_writer`, else the Trainer's own card tagged `distillation`."""
-        if not self.is_world_process_zero():
-            return
-        if self.model_card_writer is not None:
-            self.model_card_writer(self.args.output_dir)
-            return
+        if self.is_world_process_zero() and self.model_card_writer is not None:
+            return self.model_card_writer(self.args.output_dir)
         tags = kwargs.pop("tags", None)
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         kwargs.setdefault("finetuned_from", self.teacher_model.config._name_or_path or None)
@@ -207,13 +211,13 @@ class DistillationTrainer(Trainer):
         args = self.args
         requests = output_requests(args)
         with self._relation_capture() as relations:
-            student_out = model(**self._inputs_for(self._student_keys, inputs), **requests)
+            student_out = model(**inputs_for(self._student_keys, inputs), **requests)
             cached = inputs.get(CACHE_COLUMN)
             if cached is not None and not requests and relations is None:
                 teacher_out = SequenceClassifierOutput(logits=cached)
             else:
                 with torch.no_grad():
-                    teacher_inputs = self._inputs_for(self._teacher_keys, inputs)
+                    teacher_inputs = inputs_for(self._teacher_keys, inputs)
                     teacher_out = self.teacher(**teacher_inputs, **requests)
         components = loss_components(
             args,
@@ -248,15 +252,9 @@ class DistillationTrainer(Trainer):
         teacher_layer = self.args.relation_teacher_layer
         with (
             capture_attention_projections(self.student, -1) as student_qkv,
-            capture_attention_projections(self.teacher_model, teacher_layer) as teacher_qkv,
+            capture_attention_projections(self.primary_teacher, teacher_layer) as teacher_qkv,
         ):
             yield student_qkv, teacher_qkv
-
-    @staticmethod
-    def _inputs_for(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        if keys is None:
-            return {k: v for k, v in inputs.items() if k not in ("labels", CACHE_COLUMN)}
-        return {k: v for k, v in inputs.items() if k in keys}
 
     # ---- evaluation and logging ---------------------------------------------------------------
 
@@ -274,7 +272,7 @@ class DistillationTrainer(Trainer):
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
             else:
                 # The student alone: the teacher's forward would double the cost of every evaluation.
-                outputs = model(**self._inputs_for(self._student_keys, inputs))
+                outputs = model(**inputs_for(self._student_keys, inputs))
                 loss = hard_label_loss(outputs.logits, labels) if has_labels(labels) else None
                 if loss is not None and self.args.alpha_ce > 0:
                     self._loss_logs["eval"].add({"ce": loss})

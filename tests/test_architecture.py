@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     },
     {"trainer"},
     {"report", "evaluation", "plot", "card", "deploy", "hub"},
-    {"pipeline", "general"},
+    {"pipeline", "general", "deploy_step"},
     {"quick", "cli", "__init__", "__main__"},
 ]
 LEAVES = LAYERS[0]

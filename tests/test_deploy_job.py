@@ -354,7 +354,7 @@ def test_evaluate_predict_gives_the_metrics_of_evaluate_model(tmp_path, tiny_tok
 
 
 def test_models_are_measured_as_float32_cpu_models_without_changing_them():
-    from nlpkd.pipeline import _on_cpu
+    from nlpkd.deploy_step import _on_cpu
 
     model = tiny_bert(seed=5)
     assert _on_cpu(model) is model

@@ -84,3 +84,47 @@ def test_teachers_must_share_labels_and_vocabulary():
         TeacherEnsemble([tiny_bert(seed=1), tiny_bert(seed=2, vocab_size=50)])
     with pytest.raises(ValueError, match="at least two teachers"):
         TeacherEnsemble([tiny_bert(seed=1)])
+
+
+def test_the_trainer_distils_an_ensemble_given_as_a_list(tmp_path):
+    from conftest import random_dataset
+
+    from nlpkd import DistillationConfig, DistillationTrainer, create_student
+
+    t1, t2 = tiny_bert(seed=1), tiny_bert(seed=2)
+    args = DistillationConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        alpha_kd=1.0,
+        alpha_ce=0.0,
+        alpha_hidden=1.0,
+        temperature=2.0,
+        teacher_weights=[2.0, 1.0],
+    )
+    trainer = DistillationTrainer(
+        model=create_student(t1, 2), teacher=[t1, t2], args=args, train_dataset=random_dataset(8, 8)
+    )
+    assert isinstance(trainer.teacher_model, TeacherEnsemble)
+    assert trainer.primary_teacher is t1 and trainer.layer_map == {0: 1, 1: 3}
+    batch = {k: torch.tensor(v) for k, v in random_dataset(4, 8)[:4].items()}
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    with torch.no_grad():
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        student = trainer.student(**inputs, output_hidden_states=True)
+        target = ensemble_logits([t1(**inputs).logits, t2(**inputs).logits], [2.0, 1.0], 2.0)
+        hidden = t1(**inputs, output_hidden_states=True).hidden_states
+    from nlpkd.losses import hidden_state_loss, logit_distillation_loss
+
+    expected = logit_distillation_loss(student.logits, target, 2.0) + hidden_state_loss(
+        [student.hidden_states[1], student.hidden_states[2]],
+        [hidden[2], hidden[4]],
+        batch["attention_mask"],
+    )
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    trainer.train()

@@ -29,6 +29,7 @@ __all__ = [
     "load_bbc_news",
     "load_custom_data",
     "load_task_data",
+    "subsample",
     "text_value",
 ]
 
@@ -635,3 +636,10 @@ def load_task_data(
         train, validation = _split_off_validation(data["train"], spec, seed, validation_fraction)
         data = datasets.DatasetDict({"train": train, validation_split: validation})
     return data
+
+
+def subsample(dataset: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+    """At most `limit` examples of `dataset`, a seeded random subset (all of them when `limit` is `None`)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(limit))
