@@ -26,14 +26,16 @@ from .pipeline import DistillationJob, job_default, training_defaults
 from .plot import PLOT_NAME
 from .report import METRICS_NAME
 
-USAGE = """usage: nlpkd {distill,finetune} [--config FILE.yaml] [--FIELD VALUE ...]
+USAGE = """usage: nlpkd {distill,finetune,general-distill} [--config FILE.yaml] [--FIELD VALUE ...]
 
 Knowledge distillation for Hugging Face text classifiers.
 
 commands:
-  distill    fine-tune the teacher if needed, build a student with fewer layers, distil, evaluate
-             both, measure speed, and save the student, metrics.json, a plot and a model card
-  finetune   fine-tune a base encoder on the task and save it (the teacher step alone)
+  distill          fine-tune the teacher if needed, build a student with fewer layers, distil, evaluate
+                   both, measure speed, and save the student, metrics.json, a plot and a model card
+  finetune         fine-tune a base encoder on the task and save it (the teacher step alone)
+  general-distill  distil a base encoder into a smaller one on plain text, without a task (the first
+                   stage of two-stage distillation; then `nlpkd distill --student THAT_FOLDER`)
 
 With no task arguments, `nlpkd distill --output_dir DIR` runs fully offline: the packaged
 all-MiniLM-L6-v2 teacher on the packaged BBC News corpus, distilled into 3 layers.
@@ -52,11 +54,12 @@ class ModelArguments:
 
     _argument_group_name = "nlpkd: models"
 
-    teacher: str | None = field(
+    teacher: list[str] | None = field(
         default=None,
         metadata={
             "help": "Teacher checkpoint (path or Hub id): a fine-tuned classifier, or a base encoder that is "
-            "fine-tuned on the task first. Default: the packaged all-MiniLM-L6-v2 encoder."
+            "fine-tuned on the task first. Several fine-tuned teachers (--teacher A B) are distilled as an "
+            "ensemble (--teacher_weights, --teacher_ensemble). Default: the packaged all-MiniLM-L6-v2 encoder."
         },
     )
     student: str | None = field(
@@ -168,6 +171,69 @@ class DataArguments:
             "(texts of the domain the model will serve)."
         },
     )
+    unlabeled_file: str | None = field(
+        default=job_default("unlabeled_data"),
+        metadata={
+            "help": "Unlabelled text (.txt, one per line; or TSV/CSV/JSON Lines with the text columns and no "
+            "label column), trained on the teacher's soft targets only."
+        },
+    )
+    augment: int = field(
+        default=job_default("augment"),
+        metadata={
+            "help": "Seeded variants per training example, supervised by the teacher only (0 = off)."
+        },
+    )
+    augment_methods: str | None = field(
+        default=job_default("augment_methods"),
+        metadata={
+            "help": "Augmentation methods, comma-separated: mask, ngram, shuffle, mlm (default: mlm with "
+            "--augment_mlm, else mask,ngram)."
+        },
+    )
+    augment_pair_side: str = field(
+        default=job_default("augment_pair_side"),
+        metadata={
+            "help": "Which text of a sentence pair augmentation changes: first, second, both or random.",
+            "choices": ["random", "first", "second", "both"],
+        },
+    )
+    augment_mlm: str | None = field(
+        default=job_default("augment_mlm"),
+        metadata={
+            "help": "A masked-language model (path or Hub id) for TinyBERT's word replacement."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Allow writing into an output directory that holds another run."},
+    )
+
+
+@dataclass
+class GeneralArguments:
+    """The general (task-agnostic) stage: which base encoder, which text, which student."""
+
+    _argument_group_name = "nlpkd: general distillation"
+
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "The base encoder to distil (path or Hub id). Default: the packaged all-MiniLM-L6-v2."
+        },
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Plain text: .txt (one text per line), or TSV/CSV/JSON Lines with a 'text' column. "
+            "Default: the texts of the packaged BBC News training split."
+        },
+    )
+    student_layers: str | None = field(
+        default=None,
+        metadata={"help": "Student depth N, or the teacher layers to copy as a comma list."},
+    )
+    max_length: int = field(default=128, metadata={"help": "Tokens per text."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow writing into an output directory that holds another run."},
@@ -205,18 +271,23 @@ def _parser(command: str):
         def error(self, message: str):
             raise UsageError(message)
 
+    general = command == "general-distill"
     parser = Parser(
-        DATACLASSES,
+        (GeneralArguments, DistillationConfig) if general else DATACLASSES,
         # An abbreviated flag would silently mean whichever option it happens to prefix.
         allow_abbrev=False,
         prog=f"nlpkd {command}",
-        description=(
-            "Distil a teacher into a student with fewer layers and report the compression."
-            if command == "distill"
-            else "Fine-tune a base encoder on the task and save it as a teacher."
-        ),
+        description={
+            "distill": "Distil a teacher into a student with fewer layers and report the compression.",
+            "finetune": "Fine-tune a base encoder on the task and save it as a teacher.",
+            "general-distill": "Distil a base encoder into a smaller one on plain text, without a task.",
+        }[command],
     )
     parser.set_defaults(**training_defaults())
+    if general:
+        from .general import GENERAL_DEFAULTS
+
+        parser.set_defaults(**GENERAL_DEFAULTS)
     return parser
 
 
@@ -272,11 +343,10 @@ def parse_arguments(command: str, argv: list[str]):
             raise UsageError("--config needs a path to a YAML file.")
         argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
     try:
-        model_args, data_args, args, unknown = parser.parse_args_into_dataclasses(
-            argv, return_remaining_strings=True
-        )
+        *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     except ValueError as err:
         raise UsageError(str(err)) from err
+    args = parsed[-1]
     if unknown:
         options = [f"--{name}" for name in _field_types()]
         flag = next((u for u in unknown if u.startswith("--")), unknown[0])
@@ -287,7 +357,7 @@ def parse_arguments(command: str, argv: list[str]):
         raise UsageError(
             "--output_dir is required: the folder where the student and its report are written."
         )
-    return model_args, data_args, args
+    return tuple(parsed)
 
 
 def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
@@ -338,6 +408,13 @@ def save_config(path: Path, command: str, model_args, data_args, args) -> None:
     path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
 
 
+def _teachers(values: list[str] | None) -> str | list[str] | None:
+    # One --teacher is the common case; several are an ensemble.
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
+
+
 def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> DistillationJob:
     """The job a command line describes: its data read (task, files or the packaged corpus), its options."""
     from .data.readers import load_custom_data, load_task_data
@@ -362,7 +439,7 @@ def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> Dis
         data=data,
         task=task,
         args=args,
-        teacher=model_args.teacher,
+        teacher=_teachers(model_args.teacher),
         student=model_args.student,
         student_layers=_parse_student_layers(model_args.student_layers),
         finetune_teacher=model_args.finetune_teacher,
@@ -379,6 +456,11 @@ def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> Dis
         deploy=data_args.deploy,
         prune_vocabulary=data_args.prune_vocabulary,
         vocabulary_file=data_args.vocabulary_file,
+        unlabeled_data=data_args.unlabeled_file,
+        augment=data_args.augment,
+        augment_methods=data_args.augment_methods,
+        augment_pair_side=data_args.augment_pair_side,
+        augment_mlm=data_args.augment_mlm,
     )
 
 
@@ -460,6 +542,41 @@ class _StdoutHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def run_general(general_args: GeneralArguments, args) -> dict:
+    """The `nlpkd general-distill` command: the general student, its tokenizer and `general_metrics.json` (the
+    stage's loss on held-out text before and after) in `--output_dir`."""
+    from .general import general_distill
+
+    output_dir = Path(args.output_dir)
+    _check_output_dir(output_dir, general_args.overwrite_output_dir)
+    texts: Any = general_args.train_file
+    if texts is None:
+        from .data.readers import load_bbc_news
+
+        texts = list(load_bbc_news(seed=args.seed)["train"]["text"])
+    layers = _parse_student_layers(general_args.student_layers)
+    result = general_distill(
+        texts,
+        general_args.teacher,
+        num_layers=layers if isinstance(layers, int) else None,
+        layers=layers if isinstance(layers, list) else None,
+        max_length=general_args.max_length,
+        args=args,
+    )
+    metrics = {
+        "held_out_loss": result.held_out_loss,
+        "student_layers": result.student.config.nlpkd_teacher_layers,
+        "texts": len(result.trainer.train_dataset),
+    }
+    (output_dir / "general_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    before, after = result.held_out_loss["before"], result.held_out_loss["after"]
+    print(
+        f"[nlpkd] general student in {output_dir}: held-out loss {before:.4f} -> {after:.4f}; "
+        f"next: nlpkd distill --student {output_dir} ..."
+    )
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nlpkd` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -473,15 +590,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     _show_progress_messages()
-    if command not in ("distill", "finetune"):
+    if command not in ("distill", "finetune", "general-distill"):
         print(
-            f"nlpkd: error: unknown command {command!r}; use 'distill' or 'finetune'.\n\n{USAGE}",
+            f"nlpkd: error: unknown command {command!r}; use 'distill', 'finetune' or "
+            f"'general-distill'.\n\n{USAGE}",
             file=sys.stderr,
         )
         return 2
     try:
-        model_args, data_args, args = parse_arguments(command, rest)
-        report = run_distill(model_args, data_args, args, finetune_only=command == "finetune")
+        parsed = parse_arguments(command, rest)
+        if command == "general-distill":
+            run_general(*parsed)
+            return 0
+        report = run_distill(*parsed, finetune_only=command == "finetune")
         if "stopped_by_signal" in report:
             return 130
     except (ValueError, OSError) as err:

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .losses import hard_label_loss
 from .student import check_tokenizers_match, forward_input_names, select_forward_inputs
 
 __all__ = ["ENSEMBLE_MODES", "TeacherEnsemble", "check_teachers_agree", "ensemble_logits"]
@@ -133,7 +134,9 @@ class TeacherEnsemble(nn.Module):
         names = [forward_input_names(teacher) for teacher in self.teachers]
         return None if None in names else set().union(*names)
 
-    def forward(self, **inputs: Any) -> SequenceClassifierOutput:
+    def forward(
+        self, labels: torch.Tensor | None = None, **inputs: Any
+    ) -> SequenceClassifierOutput:
         flags = {k: v for k, v in inputs.items() if k.startswith("output_")}
         batch = {k: v for k, v in inputs.items() if not k.startswith("output_")}
         # Each teacher gets the keys its own forward takes (a DistilBERT teacher has no token_type_ids).
@@ -144,7 +147,11 @@ class TeacherEnsemble(nn.Module):
         logits = ensemble_logits(
             [first.logits, *others], self.weights.tolist(), float(self.temperature), self.mode
         )
+        loss = None
+        if labels is not None:  # evaluation with the Trainer reports the ensemble's hard-label loss
+            loss = hard_label_loss(logits, labels)
         return SequenceClassifierOutput(
+            loss=loss,
             logits=logits.to(first.logits.dtype),
             hidden_states=first.get("hidden_states"),
             attentions=first.get("attentions"),

@@ -304,6 +304,9 @@ def evaluate_model(
         save_strategy="no",
         load_best_model_at_end=False,
         metric_for_best_model=None,
+        # A model whose forward names no input (an ensemble of teachers) would lose every column; the
+        # splits here are tokenized, so there is nothing to drop.
+        remove_unused_columns=isinstance(model, PreTrainedModel),
     )
     trainer = Trainer(
         model=model,
@@ -382,6 +385,14 @@ def changed_predictions(reference: Tensor, other: Tensor) -> int:
     return int((reference.argmax(-1) != other.argmax(-1)).sum())
 
 
+def _size_mb(model: torch.nn.Module) -> float:
+    # An ensemble of teachers weighs what its teachers weigh together.
+    teachers = getattr(model, "teachers", None)
+    if teachers is not None and not isinstance(model, PreTrainedModel):
+        return sum(size_on_disk_mb(teacher) for teacher in teachers)
+    return size_on_disk_mb(model)
+
+
 def build_report(
     teacher: PreTrainedModel,
     student: PreTrainedModel,
@@ -433,7 +444,7 @@ def build_report(
             name=name,
             metrics=_clean_metrics(metrics, name),
             params=count_parameters(model),
-            size_mb=size_on_disk_mb(model),
+            size_mb=_size_mb(model),
             latency_ms=latency[name],
         )
         for name, model, metrics in (

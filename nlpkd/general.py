@@ -100,6 +100,7 @@ def general_distill(
     max_length: int = 128,
     held_out_fraction: float = 0.05,
     tokenizer: Any = None,
+    args: DistillationConfig | None = None,
     **config_kwargs: Any,
 ) -> GeneralResult:
     """Distil a base encoder into a smaller one on plain text, without any task, and save it.
@@ -116,6 +117,8 @@ def general_distill(
         held_out_fraction (`float`, *optional*, defaults to `0.05`): share of the texts kept out of training
             to measure the stage's loss before and after.
         tokenizer (*optional*): the teacher's tokenizer; loaded from its folder by default.
+        args ([`DistillationConfig`], *optional*): all settings at once (then no keyword settings); the
+            `nlpkd general-distill` command passes its parsed options here.
         **config_kwargs: [`DistillationConfig`] fields; they start from [`GENERAL_DEFAULTS`] (relations and
             hidden states, no logit or label terms).
     """
@@ -130,12 +133,22 @@ def general_distill(
             f"The general-distillation corpus has {len(corpus)} texts; it needs at least {MIN_GENERAL_TEXTS} "
             "(thousands help): give more plain text, e.g. the unlabelled text of your domain."
         )
-    split = corpus.train_test_split(test_size=held_out_fraction, seed=config_kwargs.get("seed", 42))
+    seed = args.seed if args is not None else config_kwargs.get("seed", 42)
+    split = corpus.train_test_split(test_size=held_out_fraction, seed=seed)
     data = tokenize_dataset(
         datasets.DatasetDict(split), tokenizer, custom_task(("text",)), max_length=max_length
     )
-    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="nlpkd-general-"))
-    args = DistillationConfig(output_dir=str(output_dir), **{**GENERAL_DEFAULTS, **config_kwargs})
+    if args is None:
+        output_dir = Path(output_dir or tempfile.mkdtemp(prefix="nlpkd-general-"))
+        args = DistillationConfig(
+            output_dir=str(output_dir), **{**GENERAL_DEFAULTS, **config_kwargs}
+        )
+    elif config_kwargs:
+        raise ValueError(
+            f"Got both args=DistillationConfig(...) and the settings {sorted(config_kwargs)}: put them "
+            "into the DistillationConfig, or leave args out."
+        )
+    output_dir = Path(output_dir or args.output_dir)
     student = create_student(teacher, num_layers=num_layers, layers=layers)
     trainer = DistillationTrainer(
         model=student,

@@ -18,7 +18,9 @@ import datasets
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
+    AutoTokenizer,
     DataCollatorWithPadding,
     PreTrainedModel,
     Trainer,
@@ -39,7 +41,9 @@ from .data.labels import (
 from .data.readers import subsample
 from .data.tasks import TaskSpec
 from .data.tokenize import tokenize_dataset
+from .data.unlabelled import extra_training_text, with_unlabelled
 from .deploy_step import DEPLOY_DIR, check_deploy_plan, copy_folder, deploy_student
+from .ensemble import TeacherEnsemble, check_teachers_agree
 from .evaluation import (
     build_report,
     evaluate_model,
@@ -111,8 +115,10 @@ class DistillationJob:
             `train` and the task's evaluation splits.
         task ([`~nlpkd.data.TaskSpec`]): columns, labels and metrics of the data.
         args ([`DistillationConfig`]): training and distillation settings.
-        teacher (model, `str` or `Path`, *optional*): a fine-tuned classifier, or a base encoder to fine-tune
-            first. Defaults to the packaged all-MiniLM-L6-v2 encoder.
+        teacher (model, `str`, `Path` or a list of them, *optional*): a fine-tuned classifier, or a base encoder
+            to fine-tune first. Defaults to the packaged all-MiniLM-L6-v2 encoder. Several fine-tuned teachers
+            are distilled as one ensemble (`args.teacher_weights`, `args.teacher_ensemble`); the report scores
+            each of them and the ensemble.
         tokenizer (*optional*): the teacher's tokenizer; loaded from the teacher's folder when not given.
         student (model, `str` or `Path`, *optional*): a student to train instead of building one.
         student_layers (`int` or `Sequence[int]`, *optional*): the depth of a built student, or the teacher
@@ -143,6 +149,15 @@ class DistillationJob:
             cut to the tokens of the training and evaluation texts and `vocabulary_file`) and its forms.
         vocabulary_file (`str` or `Path`, *optional*): a UTF-8 text file, one text per line, whose tokens the
             pruned vocabulary keeps as well (texts of the deployment domain).
+        unlabeled_data (*optional*): unlabelled text (a file: `.txt`, one text per line, or TSV/CSV/JSON Lines
+            with the text columns; a `Dataset`; a list of texts): trained on the soft and intermediate terms only.
+        augment (`int`, *optional*, defaults to `0`): seeded variants of each labelled example
+            (`nlpkd.data.augment`), supervised by the teacher's soft targets only.
+        augment_methods (`str` or `list`, *optional*): the augmentation methods (`mask`, `ngram`, `shuffle`,
+            `mlm`); by default `mlm` when `augment_mlm` is given, else `mask,ngram`.
+        augment_pair_side (`str`, *optional*, defaults to `"random"`): which text of a pair is changed: `first`,
+            `second`, `both`, or one of these at random per variant.
+        augment_mlm (`str`, *optional*): a masked-language model (path or Hub id) for TinyBERT's word replacement.
     """
 
     data: datasets.DatasetDict
@@ -169,6 +184,11 @@ class DistillationJob:
     deploy: str | Sequence[str] | None = None
     prune_vocabulary: bool = False
     vocabulary_file: str | Path | None = None
+    unlabeled_data: Any = None
+    augment: int = 0
+    augment_methods: str | Sequence[str] | None = None
+    augment_pair_side: str = "random"
+    augment_mlm: str | None = None
 
 
 def job_default(name: str) -> Any:
@@ -348,9 +368,35 @@ def finetune_teacher(
     return trainer.model.eval()
 
 
+def _teacher_sources(job: DistillationJob) -> list[PreTrainedModel | str]:
+    teachers = job.teacher if isinstance(job.teacher, list | tuple) else [job.teacher]
+    if not teachers:
+        raise ValueError("teacher is an empty list: give one teacher, or several fine-tuned ones.")
+    return [
+        t if isinstance(t, PreTrainedModel) else str(t if t is not None else packaged_minilm_path())
+        for t in teachers
+    ]
+
+
 def _teacher_source(job: DistillationJob) -> PreTrainedModel | str:
-    teacher = job.teacher if job.teacher is not None else packaged_minilm_path()
-    return teacher if isinstance(teacher, PreTrainedModel) else str(teacher)
+    """The (first) teacher: its tokenizer, labels and layers define the job."""
+    return _teacher_sources(job)[0]
+
+
+def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
+    """Several fine-tuned teachers as one (they are never fine-tuned here)."""
+    teachers = []
+    for source in _teacher_sources(job):
+        if not isinstance(source, PreTrainedModel):
+            check_checkpoint(source, "teacher")
+            source = load_teacher(source, trust_remote_code=job.trust_remote_code)
+        teachers.append(source)
+    check_teachers_agree(teachers)
+    for teacher in teachers:
+        if not job.task.is_regression and names:
+            align_label_names(teacher, names)
+    args = job.args
+    return TeacherEnsemble(teachers, args.teacher_weights, args.temperature, args.teacher_ensemble)
 
 
 def _check_student_plan(job: DistillationJob, source: PreTrainedModel | str) -> None:
@@ -403,7 +449,10 @@ def prepare_teacher(
     names: list[str] | None,
     finetune_only: bool = False,
 ) -> PreTrainedModel:
-    """The job's fine-tuned teacher: given, loaded, or fine-tuned here from a base encoder (and saved)."""
+    """The job's fine-tuned teacher: given, loaded, or fine-tuned here from a base encoder (and saved); several
+    fine-tuned teachers become one [`~nlpkd.ensemble.TeacherEnsemble`]."""
+    if len(_teacher_sources(job)) > 1:
+        return _ensemble(job, names)
     source = _teacher_source(job)
     if isinstance(source, PreTrainedModel):
         # A model object is the caller's: its labels are checked against the data, never renamed.
@@ -465,11 +514,43 @@ def prepare_data(
     return data, eval_splits, max_length
 
 
+def extra_rows(job: DistillationJob, tokenizer: Any, max_length: int) -> datasets.Dataset | None:
+    """The tokenized rows that only the teacher supervises: augmented variants of the labelled examples and the
+    unlabelled text (`None` when the job has neither); checked before any training."""
+    if job.unlabeled_data is None and not job.augment:
+        return None
+    if job.task.is_regression:
+        raise ValueError(
+            "Unlabelled text and augmentation need a classification task: a regression teacher's soft "
+            "targets are single values, so its labels would be needed anyway. Drop --unlabeled_file/--augment."
+        )
+    options: dict[str, Any] = {"seed": job.args.seed, "pair_side": job.augment_pair_side}
+    options["tokenizer"] = tokenizer
+    if job.augment_methods:
+        methods = job.augment_methods
+        options["methods"] = methods.split(",") if isinstance(methods, str) else list(methods)
+    if job.augment_mlm:
+        options["mlm_model"] = AutoModelForMaskedLM.from_pretrained(job.augment_mlm)
+        options["mlm_tokenizer"] = AutoTokenizer.from_pretrained(job.augment_mlm)
+    if job.augment and len(job.task.text_columns) == 2:
+        logger.info("augmenting sentence pairs: pair_side=%s", job.augment_pair_side)
+    labelled = subsample(job.data["train"], job.max_train_samples, job.args.seed)
+    text = extra_training_text(
+        labelled,
+        job.task.text_columns,
+        unlabelled=job.unlabeled_data,
+        augment=job.augment,
+        augment_options=options,
+    )
+    raw = datasets.DatasetDict({"extra": text})
+    return tokenize_dataset(raw, tokenizer, job.task, max_length=max_length)["extra"]
+
+
 def _distil(
     job: DistillationJob,
     teacher: PreTrainedModel,
     student: PreTrainedModel,
-    data: datasets.DatasetDict,
+    train: datasets.Dataset,
     eval_splits: Mapping[str, datasets.Dataset],
     tokenizer: Any,
 ) -> DistillationTrainer:
@@ -482,7 +563,7 @@ def _distil(
         model=student,
         teacher=teacher,
         args=args,
-        train_dataset=data["train"],
+        train_dataset=train,
         eval_dataset=next((d for s, d in eval_splits.items() if s != "train"), None),
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
@@ -511,6 +592,16 @@ def _measure(
         role: evaluate_model(model, eval_splits, tokenizer, job.args, job.task, job.compute_metrics)
         for role, model in (("teacher", teacher), ("student", student))
     }
+    # An ensemble's report lists each of its teachers too; its "teacher" row is the ensemble itself.
+    members = [
+        {
+            "name": hub_name(model_name(member)) or f"teacher {index}",
+            "metrics": evaluate_model(
+                member, eval_splits, tokenizer, job.args, job.task, job.compute_metrics
+            ),
+        }
+        for index, member in enumerate(getattr(teacher, "teachers", []), start=1)
+    ]
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         # Latency measured by several processes at once on one machine would be meaningless.
@@ -532,6 +623,10 @@ def _measure(
         )
     source = _teacher_source(job)
     teacher_name = hub_name(source if isinstance(source, str) else model_name(source))
+    if members:
+        teacher_name = f"ensemble of {len(members)} teachers: " + ", ".join(
+            m["name"] for m in members
+        )
     return build_report(
         teacher,
         student,
@@ -549,6 +644,7 @@ def _measure(
         distillation=job.args.loss_settings(),
         train_examples=len(trainer.train_dataset),
         label_names=names,
+        extra={"teachers": members} if members else {},
     )
 
 
@@ -582,11 +678,14 @@ def run(job: DistillationJob) -> DistillationResult:
     deploying = bool(check_deploy_plan(job, source, tokenizer)) or job.prune_vocabulary
     names = job.label_names or label_names(job.data, job.task)
     data, eval_splits, max_length = prepare_data(job, tokenizer)
+    extra = extra_rows(job, tokenizer, max_length)
     teacher = prepare_teacher(job, data, tokenizer, names)
+    primary = getattr(teacher, "primary", teacher)
     student = build_student(
-        teacher, job.task, names, job.student, job.student_layers, job.trust_remote_code
+        primary, job.task, names, job.student, job.student_layers, job.trust_remote_code
     )
-    trainer = _distil(job, teacher, student, data, eval_splits, tokenizer)
+    train = data["train"] if extra is None else with_unlabelled(data["train"], extra)
+    trainer = _distil(job, teacher, student, train, eval_splits, tokenizer)
     if trainer.stopped_by_signal:
         return DistillationResult(
             trainer=trainer,

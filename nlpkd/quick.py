@@ -116,6 +116,9 @@ def distill(
     deploy: str | Sequence[str] | None = None,
     prune_vocabulary: bool = False,
     vocabulary_file: str | Path | None = None,
+    unlabeled_data: Any = None,
+    augment: int = 0,
+    augment_methods: str | Sequence[str] | None = None,
     **config_kwargs: Any,
 ) -> DistillationResult:
     """Distil a fine-tuned classifier into a student with fewer layers, on your own data.
@@ -134,8 +137,10 @@ def distill(
     labels are numbers and the metrics are `pearson` and `spearmanr` (else `accuracy`).
 
     Args:
-        teacher ([`~transformers.PreTrainedModel`] or `str`):
-            The fine-tuned sequence classifier, or the path / Hub id of one.
+        teacher ([`~transformers.PreTrainedModel`], `str`, or a list of them):
+            The fine-tuned sequence classifier, or the path / Hub id of one. Several fine-tuned teachers
+            (same tokenizer and labels) are distilled as one ensemble; `teacher_weights=` and
+            `teacher_ensemble=` set how their soft targets are averaged.
         train_data (`datasets.Dataset`, `pandas.DataFrame`, `dict` or `list`):
             Training examples: a table with the text column(s) and a label column, or a list of
             texts (or of `(text, text)` pairs) with `labels=`.
@@ -180,6 +185,13 @@ def distill(
             and `vocabulary_file`) and the `deploy` forms of it.
         vocabulary_file (`str` or `Path`, *optional*):
             A UTF-8 text file, one text per line, whose tokens the pruned vocabulary keeps too.
+        unlabeled_data (path, `Dataset` or `list`, *optional*):
+            Unlabelled text (a `.txt` file with one text per line, a TSV/CSV/JSON Lines file or a `Dataset`
+            with the text column(s), or a list of texts): trained on the teacher's soft targets only.
+        augment (`int`, *optional*, defaults to `0`):
+            Seeded variants of each training example (`nlpkd.data.augment`), supervised by the teacher only.
+        augment_methods (`str` or `Sequence[str]`, *optional*):
+            The augmentation methods (`mask`, `ngram`, `shuffle`); by default `mask` and `ngram`.
         **config_kwargs:
             [`DistillationConfig`] fields when `args` is not given: `output_dir`,
             `num_train_epochs`, `max_steps`, `learning_rate`, `temperature`, `alpha_kd`, ...
@@ -193,7 +205,10 @@ def distill(
             without labels), conflicting arguments, or a path that is not a fine-tuned classifier.
         `TypeError`: for a data or model argument of an unsupported type.
     """
-    teacher_model = load_teacher(teacher)
+    teachers = [load_teacher(t) for t in teacher] if isinstance(teacher, list | tuple) else None
+    teacher_model = teachers[0] if teachers else load_teacher(teacher)
+    if teachers:
+        teacher = teacher[0]
     if tokenizer is None:
         source = str(teacher) if isinstance(teacher, str | Path) else model_name(teacher_model)
         tokenizer = load_tokenizer(source, "The teacher")
@@ -211,7 +226,7 @@ def distill(
         data=raw,
         task=custom_task(columns, teacher_model.config.num_labels),
         args=_make_config(args, config_kwargs),
-        teacher=teacher_model,
+        teacher=teachers or teacher_model,
         tokenizer=tokenizer,
         student=student,
         student_layers=student_layers,
@@ -222,6 +237,9 @@ def distill(
         deploy=deploy,
         prune_vocabulary=prune_vocabulary,
         vocabulary_file=vocabulary_file,
+        unlabeled_data=unlabeled_data,
+        augment=augment,
+        augment_methods=augment_methods,
     )
     return run(job)
 

@@ -37,7 +37,9 @@ def test_general_student_moves_towards_its_teacher_and_loads_for_the_task(tmp_pa
         disable_tqdm=True,
         use_cpu=True,
     )
-    assert result.held_out_loss["after"] < 0.8 * result.held_out_loss["before"], result.held_out_loss
+    assert result.held_out_loss["after"] < 0.8 * result.held_out_loss["before"], (
+        result.held_out_loss
+    )
     logged = [log for log in result.trainer.state.log_history if "relation" in log]
     assert logged and {"hidden", "relation"} <= set(logged[0]) and "kd" not in logged[0]
     for name, value in teacher.state_dict().items():
@@ -59,3 +61,45 @@ def test_a_corpus_too_small_is_refused(tmp_path, tiny_tokenizer):
     with pytest.raises(ValueError, match=f"it needs at least {MIN_GENERAL_TEXTS}"):
         general_distill(corpus(10), base_teacher(), tokenizer=tiny_tokenizer, output_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenizer, capsys):
+    import json
+
+    from conftest import FAST_CLI
+    from test_cli import write_sst2
+
+    from nlpkd.cli import main
+
+    teacher_dir = tmp_path / "base"
+    base_teacher().save_pretrained(teacher_dir)
+    tiny_tokenizer.save_pretrained(teacher_dir)
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("\n".join(corpus(150)) + "\n")
+    general = tmp_path / "general"
+    status = main(
+        [
+            "general-distill", "--teacher", str(teacher_dir), "--train_file", str(corpus_file),
+            "--student_layers", "2", "--output_dir", str(general), "--max_length", "16",
+            "--num_train_epochs", "1", "--disable_tqdm", "true", "--use_cpu", "true",
+        ]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((general / "general_metrics.json").read_text())
+    assert metrics["student_layers"] == [0, 3] and metrics["texts"] > 100
+    assert set(metrics["held_out_loss"]) == {"before", "after"}
+    # The task stage starts from the general student (a new head) and distils a fine-tuned teacher.
+    from test_cli import save_teacher
+
+    task_teacher = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    out = tmp_path / "task"
+    status = main(
+        [
+            "distill", "--task", "sst2", "--teacher", str(task_teacher), "--student", str(general),
+            "--train_file", str(train), "--validation_file", str(dev), "--output_dir", str(out),
+            *FAST_CLI,
+        ]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["student_layers"] == 2

@@ -16,7 +16,7 @@ import datasets
 from .labels import is_missing_value
 from .readers import _read_records, text_value
 
-__all__ = ["UNLABELLED", "load_unlabelled", "with_unlabelled"]
+__all__ = ["UNLABELLED", "extra_training_text", "load_unlabelled", "with_unlabelled"]
 
 # The label of a row that only the teacher supervises (ignored by the hard-label loss).
 UNLABELLED = -100
@@ -132,3 +132,42 @@ def with_unlabelled(
     return datasets.concatenate_datasets(
         [labelled.select_columns(shared), unlabelled.select_columns(shared)]
     )
+
+
+def extra_training_text(
+    labelled: datasets.Dataset,
+    text_columns: Sequence[str],
+    *,
+    unlabelled: Any = None,
+    augment: int = 0,
+    augment_options: dict[str, Any] | None = None,
+) -> datasets.Dataset | None:
+    """The text that only the teacher supervises, beside the labelled rows: `augment` seeded variants of each
+    labelled example (their original label is dropped: the teacher's soft targets supervise them), then the
+    unlabelled text; `None` when there is neither.
+
+    Args:
+        labelled (`datasets.Dataset`): the raw labelled training rows (text columns and `label`).
+        text_columns (`Sequence[str]`): the task's text column(s).
+        unlabelled (*optional*): unlabelled text, anything [`load_unlabelled`] reads.
+        augment (`int`, *optional*, defaults to `0`): variants per labelled example (0: none).
+        augment_options (`dict`, *optional*): keyword arguments of
+            [`~nlpkd.data.augment.augment_dataset`] (`methods`, `seed`, `pair_side`, `tokenizer`, `mlm_model`,
+            ...).
+    """
+    from .augment import augment_dataset
+
+    parts = []
+    if augment < 0:
+        raise ValueError(f"augment must be >= 0 variants per example, got {augment}.")
+    if augment:
+        variants = augment_dataset(
+            labelled, augment, text_columns=tuple(text_columns), **(augment_options or {})
+        )
+        parts.append(variants.select_columns(list(text_columns)))
+    if unlabelled is not None:
+        parts.append(load_unlabelled(unlabelled, text_columns))
+    if not parts:
+        return None
+    features = datasets.Features({c: datasets.Value("string") for c in text_columns})
+    return datasets.concatenate_datasets([part.cast(features) for part in parts])
