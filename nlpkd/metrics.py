@@ -49,7 +49,7 @@ def compute_task_metrics(
     the correlation is undefined).
 
     Args:
-        task ([`~nlpkd.tasks.TaskSpec`] or `str`):
+        task ([`~nlpkd.data.TaskSpec`] or `str`):
             The task or its name; its `metric_names` decide which metrics are returned.
         predictions (`np.ndarray`):
             Raw logits of shape `(batch, num_labels)` for classification, or predictions of shape
@@ -103,7 +103,7 @@ def make_compute_metrics(
     """Build the `compute_metrics` callable that `transformers.Trainer` expects for a task.
 
     Args:
-        task ([`~nlpkd.tasks.TaskSpec`] or `str`):
+        task ([`~nlpkd.data.TaskSpec`] or `str`):
             The task or its name.
 
     Returns:

@@ -25,6 +25,7 @@ __all__ = [
     "PACKAGED_MINILM_HUB_ID",
     "build_student",
     "check_checkpoint",
+    "copy_missing_weights",
     "has_trained_head",
     "hub_name",
     "is_classifier_checkpoint",
@@ -190,7 +191,11 @@ def load_teacher(
 
 
 def _load_student_checkpoint(
-    path: str, names: Sequence[str] | None, task: TaskSpec, trust_remote_code: bool
+    path: str,
+    names: Sequence[str] | None,
+    task: TaskSpec,
+    trust_remote_code: bool,
+    teacher: PreTrainedModel | None = None,
 ) -> PreTrainedModel:
     check_checkpoint(path, "student")
     if is_classifier_checkpoint(path, trust_remote_code):
@@ -200,9 +205,38 @@ def _load_student_checkpoint(
         )
         align_label_names(student, names, role="student")
         return student
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, trust_remote_code=trust_remote_code, **label_maps(names, task)
+    student, info = AutoModelForSequenceClassification.from_pretrained(
+        path, trust_remote_code=trust_remote_code, output_loading_info=True, **label_maps(names, task)
     )
+    if teacher is not None:
+        copy_missing_weights(student, teacher, info["missing_keys"])
+    return student
+
+
+def copy_missing_weights(
+    student: PreTrainedModel, teacher: PreTrainedModel, missing: Sequence[str]
+) -> list[str]:
+    """Start the weights a student checkpoint lacked (its new classification head, a pooler) from the
+    teacher's weights of the same name and shape, instead of random ones.
+
+    A general student (`nlpkd general-distill`) was trained to reproduce the teacher's representations, so
+    the teacher's head already reads them. Returns the names copied.
+
+    Args:
+        student ([`~transformers.PreTrainedModel`]): the student, loaded from a base checkpoint.
+        teacher ([`~transformers.PreTrainedModel`]): the fine-tuned teacher.
+        missing (`Sequence[str]`): the names `from_pretrained` reported as newly initialised.
+    """
+    source = teacher.state_dict()
+    target = student.state_dict()
+    copied = [
+        name
+        for name in missing
+        if name in source and name in target and source[name].shape == target[name].shape
+    ]
+    if copied:
+        student.load_state_dict({name: source[name] for name in copied}, strict=False)
+    return copied
 
 
 def build_student(
@@ -213,7 +247,8 @@ def build_student(
     student_layers: int | Sequence[int] | None = None,
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """The student of a job: the given model, a checkpoint loaded with the task's labels, or one built from the
+    """The student of a job: the given model, a checkpoint loaded with the task's labels (a base checkpoint, such
+    as a general student, gets the teacher's classification head where the shapes match), or one built from the
     teacher with [`create_student`] and named with the data's labels.
 
     Args:
@@ -232,7 +267,7 @@ def build_student(
     if isinstance(student, PreTrainedModel):
         return student
     if student is not None:
-        return _load_student_checkpoint(str(student), names, task, trust_remote_code)
+        return _load_student_checkpoint(str(student), names, task, trust_remote_code, teacher)
     if student_layers is None or isinstance(student_layers, int):
         built = create_student(teacher, num_layers=student_layers)
     else:

@@ -385,13 +385,15 @@ def _teacher_source(job: DistillationJob) -> PreTrainedModel | str:
 
 def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
     """Several fine-tuned teachers as one (they are never fine-tuned here)."""
-    teachers = []
+    teachers, tokenizers = [], []
     for source in _teacher_sources(job):
         if not isinstance(source, PreTrainedModel):
             check_checkpoint(source, "teacher")
+            tokenizers.append(load_tokenizer(source, f"The teacher {source}"))
             source = load_teacher(source, trust_remote_code=job.trust_remote_code)
         teachers.append(source)
-    check_teachers_agree(teachers)
+    # The teachers loaded from folders must read the same token ids (their own tokenizers are there).
+    check_teachers_agree(teachers, tokenizers)
     for teacher in teachers:
         if not job.task.is_regression and names:
             align_label_names(teacher, names)

@@ -103,3 +103,21 @@ def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenize
     )  # fmt: skip
     assert status == 0, capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["student_layers"] == 2
+
+
+def test_a_base_student_checkpoint_starts_from_the_teachers_head(tmp_path):
+    from conftest import tiny_bert
+
+    from nlpkd.data import custom_task
+    from nlpkd.models import build_student
+
+    teacher = tiny_bert(seed=1)
+    base = tmp_path / "base"
+    BertModel(tiny_bert_config(num_hidden_layers=2)).save_pretrained(base)
+    names = ["negative", "neutral", "positive"]
+    student = build_student(teacher, custom_task(("text",), 3), names, student=str(base))
+    torch.testing.assert_close(student.classifier.weight, teacher.classifier.weight)
+    assert not torch.equal(
+        student.bert.encoder.layer[0].output.dense.weight,
+        teacher.bert.encoder.layer[0].output.dense.weight,
+    )  # the encoder is the checkpoint's own
