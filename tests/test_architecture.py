@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "data.convert",
         "data.augment",
         "cache",
+        "causal",
         "checkpoints",
         "loss_log",
         "objectives",
@@ -31,7 +32,7 @@ LAYERS: list[set[str]] = [
     },
     {"trainer"},
     {"report", "evaluation", "plot", "card", "deploy", "hub"},
-    {"pipeline"},
+    {"pipeline", "continual"},
     {"quick", "cli", "__init__", "__main__"},
 ]
 LEAVES = LAYERS[0]
