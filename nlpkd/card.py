@@ -270,6 +270,9 @@ def build_model_card(
         origin = (
             f"{depth} initialised from teacher layers {list(teacher_layers)} of `{teacher_name}`"
         )
+    if report.extra.get("teacher_blocks"):
+        # A staged student (ResNet) keeps blocks of every stage rather than layers.
+        origin = f"a student initialised from teacher blocks {report.extra['teacher_blocks']} (per stage) of `{teacher_name}`"
     task_name = None if report.task in (None, "custom") else report.task
     dataset_pretty = " ".join(part for part in (dataset_name, task_name) if part)
     made_with = (

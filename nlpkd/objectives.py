@@ -167,6 +167,9 @@ def prepare_models(
     for role, model in (("student", student), ("teacher", teacher)):
         check_layer_outputs(model, role, args.alpha_hidden > 0, args.alpha_attn > 0)
     if args.alpha_relation > 0:
+        # Fails now for a family without separate query/key/value projections, or an index out of range.
+        attention_projections(student, num_encoder_layers(student) - 1)
+        attention_projections(teacher, _layer_index(teacher, args.relation_teacher_layer))
         heads = relation_heads(args, teacher)
         for role, model in (("student", student), ("teacher", teacher)):
             width = model.config.hidden_size
@@ -175,9 +178,6 @@ def prepare_models(
                     f"The relation term splits the {role}'s width {width} into {heads} relation heads, which "
                     f"does not divide it: set num_relation_heads to a common divisor of both widths."
                 )
-        # Fails now for a family without separate query/key/value projections, or an index out of range.
-        attention_projections(student, num_encoder_layers(student) - 1)
-        attention_projections(teacher, _layer_index(teacher, args.relation_teacher_layer))
     return layer_map
 
 
