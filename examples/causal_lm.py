@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--vocab_size", type=int, default=2048)
     parser.add_argument("--block_size", type=int, default=128)
     parser.add_argument("--max_articles", type=int, default=None, help="training articles to use")
+    parser.add_argument("--eval_articles", type=int, default=200, help="held-out articles to score")
     parser.add_argument("--teacher_epochs", type=float, default=2.0)
     parser.add_argument("--epochs", type=float, default=1.0, help="of distillation")
     parser.add_argument("--student_layers", type=int, default=2)
@@ -99,7 +100,9 @@ def main() -> None:
     train_texts = bbc["train"]["text"][: options.max_articles]
     tokenizer = train_tokenizer(train_texts, options.vocab_size)
     train = text_blocks(train_texts, tokenizer, options.block_size)
-    validation = text_blocks(bbc["validation"]["text"][:200], tokenizer, options.block_size)
+    validation = text_blocks(
+        bbc["validation"]["text"][: options.eval_articles], tokenizer, options.block_size
+    )
     common = dict(
         per_device_train_batch_size=16,
         per_device_eval_batch_size=32,

@@ -8,7 +8,8 @@ same model with its head grown by task B's labels: once plainly (`alpha_kd=0`) a
 Forgetting, whose distillation term keeps the model's task-A answers on task B's articles. No task-A article is
 seen while learning task B. The script prints task-A and task-B accuracy before and after both, and writes the
 LwF model with `metrics.json`, the plot and a model card. Runs offline; a few minutes on a laptop CPU with the
-defaults.
+defaults, well under one with `--base_layers 2 --per_topic 40 --max_length 48` (a two-layer MiniLM built with
+`create_student`).
 """
 
 from __future__ import annotations

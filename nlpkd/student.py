@@ -179,7 +179,7 @@ def _family(config: PreTrainedConfig) -> EncoderFamily:
         raise ValueError(
             f"model_type {model_type!r} is not supported; supported families: "
             f"{', '.join(sorted(SUPPORTED_FAMILIES))}. To add a family, register an "
-            "`EncoderFamily` in `nlpkd.student.SUPPORTED_FAMILIES`, or build the student yourself "
+            "`EncoderFamily` in `nlpkd.student.SUPPORTED_FAMILIES`. Or build the student yourself "
             "(any smaller model with the teacher's labels or vocabulary) and pass it to "
             "DistillationTrainer."
         )
@@ -952,10 +952,14 @@ def check_compatible(
             "from the teacher with nlpkd.create_student, or use a student with the teacher's tokenizer."
         )
     s_ids = list(range(s_cfg.num_labels))[teacher_columns or slice(None)]
-    if len(s_ids) != t_cfg.num_labels:
-        where = "" if teacher_columns is None else f" in its teacher columns {s_ids}"
+    if teacher_columns is not None and len(s_ids) != t_cfg.num_labels:
         raise ValueError(
-            f"Teacher has num_labels={t_cfg.num_labels} but student has num_labels={len(s_ids)}{where}: the "
+            f"Teacher has num_labels={t_cfg.num_labels} but the student's teacher columns {s_ids} hold "
+            f"{len(s_ids)}: they must be the teacher's classes. Pass teacher_columns of the teacher's width."
+        )
+    if len(s_ids) != t_cfg.num_labels:
+        raise ValueError(
+            f"Teacher has num_labels={t_cfg.num_labels} but student has num_labels={s_cfg.num_labels}: the "
             "logits must have the same classes. Load the student with num_labels matching the teacher."
         )
     s_map = {i: s_cfg.id2label[s_id] for i, s_id in enumerate(s_ids) if s_id in s_cfg.id2label}
@@ -1005,16 +1009,21 @@ def resolve_layer_map(
         # Also raises the error of a staged model paired with a flat one.
         default = default_layer_map(student, teacher)
     layer_map = dict(layer_map) if layer_map else default
-    if _is_staged(student):
-        n_student, n_teacher, unit = _num_stages(student), _num_stages(teacher), "stages"
+    staged = _is_staged(student)
+    if staged:
+        n_student, n_teacher = _num_stages(student), _num_stages(teacher)
     else:
         n_student, n_teacher = num_encoder_layers(student), num_encoder_layers(teacher)
-        unit = "encoder layers"
     bad = {s: t for s, t in layer_map.items() if not (0 <= s < n_student and 0 <= t < n_teacher)}
+    if bad and staged:
+        raise ValueError(
+            f"layer_map entries {bad} are out of range: student stages are 0..{n_student - 1} and teacher "
+            f"stages 0..{n_teacher - 1} (0-based)."
+        )
     if bad:
         raise ValueError(
             f"layer_map entries {bad} are out of range: student layers are 0..{n_student - 1} and teacher "
-            f"layers 0..{n_teacher - 1} (0-based {unit})."
+            f"layers 0..{n_teacher - 1} (0-based encoder layers)."
         )
     return layer_map
 

@@ -3,7 +3,12 @@ accumulation, the completion collator, sequence-level distillation and perplexit
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -364,3 +369,33 @@ def test_perplexity_is_exact_over_the_dataset(word_tokenizer):
                 count += 1
     assert result["loss"] == pytest.approx(total / count, rel=1e-5)
     assert result["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_bbc_language_model_example_reports_perplexity_and_speed_up(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    out = tmp_path / "lm"
+    small = [
+        "--max_articles", "40", "--eval_articles", "20", "--vocab_size", "512", "--block_size", "64",
+        "--teacher_epochs", "1", "--epochs", "1", "--sequence_level", "8",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, str(repo / "examples" / "causal_lm.py"), "--output_dir", str(out), *small],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["main_metric"] == "perplexity" and metrics["pipeline_tag"] == "text-generation"
+    for model in ("teacher", "student"):
+        assert 1 < metrics[model]["validation"]["perplexity"] < 512
+    assert metrics["student_layers"] == 2 and metrics["teacher_layers"] == [0, 5]
+    assert metrics["speedup"] > 1
+    assert (out / "completions").is_dir()  # the teacher's generations, cached
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card and "a causal language model" in card

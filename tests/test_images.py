@@ -136,7 +136,12 @@ def test_digits_example_keeps_98_percent_with_a_third_of_the_parameters(tmp_path
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     out = tmp_path / "digits"
     completed = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "image_classification.py"), "--output_dir", str(out)],
+        [
+            sys.executable,
+            str(REPO / "examples" / "image_classification.py"),
+            "--output_dir",
+            str(out),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
