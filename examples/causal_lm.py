@@ -22,6 +22,7 @@ import datasets
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
@@ -93,12 +94,19 @@ def main() -> None:
     parser.add_argument(
         "--sequence_level", type=int, default=0, help="headlines the teacher completes"
     )
+    parser.add_argument(
+        "--alpha_kd", type=float, default=1.0, help="0: the student learns text only"
+    )
+    parser.add_argument("--teacher", help="a teacher folder an earlier run wrote (skips training)")
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args()
 
     bbc = load_bbc_news(seed=options.seed)
     train_texts = bbc["train"]["text"][: options.max_articles]
-    tokenizer = train_tokenizer(train_texts, options.vocab_size)
+    if options.teacher:
+        tokenizer = AutoTokenizer.from_pretrained(options.teacher)
+    else:
+        tokenizer = train_tokenizer(train_texts, options.vocab_size)
     train = text_blocks(train_texts, tokenizer, options.block_size)
     validation = text_blocks(
         bbc["validation"]["text"][: options.eval_articles], tokenizer, options.block_size
@@ -119,19 +127,23 @@ def main() -> None:
     )
     collator = CompletionCollator(tokenizer)
 
-    teacher = gpt2_teacher(tokenizer, options.block_size, options.seed)
-    print(f"Training the teacher ({sum(p.numel() for p in teacher.parameters()):,} parameters) ...")
-    teacher_args = TrainingArguments(
-        output_dir=f"{options.output_dir}/teacher",
-        num_train_epochs=options.teacher_epochs,
-        **common,
-    )
-    teacher_trainer = Trainer(
-        model=teacher, args=teacher_args, train_dataset=train, data_collator=collator
-    )
-    teacher_trainer.train()
-    teacher_trainer.save_model()
-    tokenizer.save_pretrained(teacher_args.output_dir)
+    teacher_dir = options.teacher or f"{options.output_dir}/teacher"
+    if options.teacher:
+        teacher = GPT2LMHeadModel.from_pretrained(teacher_dir)
+    else:
+        teacher = gpt2_teacher(tokenizer, options.block_size, options.seed)
+        print(
+            f"Training the teacher ({sum(p.numel() for p in teacher.parameters()):,} parameters) ..."
+        )
+        teacher_args = TrainingArguments(
+            output_dir=teacher_dir, num_train_epochs=options.teacher_epochs, **common
+        )
+        teacher_trainer = Trainer(
+            model=teacher, args=teacher_args, train_dataset=train, data_collator=collator
+        )
+        teacher_trainer.train()
+        teacher_trainer.save_model()
+        tokenizer.save_pretrained(teacher_dir)
 
     if options.sequence_level:
         headlines = [text.split("\n")[0].strip() for text in train_texts[: options.sequence_level]]
@@ -152,7 +164,7 @@ def main() -> None:
         num_train_epochs=options.epochs,
         temperature=1.0,
         kd_loss=options.kd_loss,
-        alpha_kd=1.0,
+        alpha_kd=options.alpha_kd,
         alpha_ce=0.5,
         **common,
     )
@@ -173,14 +185,15 @@ def main() -> None:
         latency_batches=latency_batches(validation, tokenizer, 8, 4, options.block_size),
         progress=False,
         task="bbc-news-text",
-        teacher_name=teacher_args.output_dir,
+        teacher_name=teacher_dir,
         teacher_layers=student.config.nlpkd_teacher_layers,
         student_layers=options.student_layers,
         distillation=args.loss_settings(),
         train_examples=len(train),
         pipeline_tag="text-generation",
     )
-    write_report(report, options.output_dir, trainer.state.log_history)
+    name = f"gpt2-bbc-{options.student_layers}L"
+    write_report(report, options.output_dir, trainer.state.log_history, model_name=name)
     print(format_summary(report))
     print(f"Student, tokenizer, metrics.json, plot and model card written to {options.output_dir}")
 

@@ -163,9 +163,16 @@ def main() -> None:
         distillation=lwf_trainer.args.loss_settings(),
         train_examples=len(train_b),
         label_names=TASK_A + TASK_B,
-        extra={"plain_fine_tuning": plain, "task_a_drop": {"plain": plain_drop, "lwf": lwf_drop}},
+        extra={
+            "plain_fine_tuning": plain,
+            "task_a_drop": {"plain": plain_drop, "lwf": lwf_drop},
+            "origin": f"`{options.output_dir}/task-a` with its head grown by {TASK_B} and trained on them "
+            "with Learning without Forgetting",
+        },
     )
-    write_report(report, options.output_dir, lwf_trainer.state.log_history)
+    write_report(
+        report, options.output_dir, lwf_trainer.state.log_history, model_name="minilm-bbc-lwf"
+    )
     print(json.dumps({"before": before, "plain": plain, "lwf": lwf}))
     print(f"LwF model, metrics.json, plot and model card written to {options.output_dir}")
 

@@ -147,9 +147,15 @@ def main() -> None:
         train_examples=len(splits["train"]),
         label_names=[str(d) for d in range(10)],
         pipeline_tag="image-classification",
-        extra={"teacher_blocks": student.config.nlpkd_teacher_blocks},
+        extra={
+            "teacher_blocks": student.config.nlpkd_teacher_blocks,
+            "origin": f"a ResNet with {options.blocks} block(s) per stage, initialised from teacher blocks "
+            f"{student.config.nlpkd_teacher_blocks} of `{teacher_args.output_dir}`",
+        },
     )
-    write_report(report, options.output_dir, trainer.state.log_history)
+    write_report(
+        report, options.output_dir, trainer.state.log_history, model_name="resnet-digits-student"
+    )
     print(format_summary(report))
     print(f"parameter ratio: {report.student.params / report.teacher.params:.3f}")
     print(f"Student, metrics.json, plot and model card written to {options.output_dir}")

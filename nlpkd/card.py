@@ -236,7 +236,8 @@ def build_model_card(
     `datasets` and `license` when known, and a `model-index` with one result per student metric on the report's
     main split. The body says how the student was made (teacher, teacher layers, loss settings), compares
     teacher and student (metrics on every split, parameters, size, latency, speed-up, retention), lists the
-    deployed forms side by side when the run made any, and shows how to use it with `pipeline`.
+    deployed forms side by side when the run made any, and shows how to use it with `pipeline`. A report whose
+    `extra["origin"]` is set (a ResNet student, a continually trained model) states the student's origin with it.
 
     Args:
         report ([`~nlpkd.report.Report`]): what the run measured; it names the teacher, the layers and the loss.
@@ -270,9 +271,8 @@ def build_model_card(
         origin = (
             f"{depth} initialised from teacher layers {list(teacher_layers)} of `{teacher_name}`"
         )
-    if report.extra.get("teacher_blocks"):
-        # A staged student (ResNet) keeps blocks of every stage rather than layers.
-        origin = f"a student initialised from teacher blocks {report.extra['teacher_blocks']} (per stage) of `{teacher_name}`"
+    # A run whose student is not "fewer layers of the teacher" (ResNet blocks, a grown head) says what it is.
+    origin = report.extra.get("origin") or origin
     task_name = None if report.task in (None, "custom") else report.task
     dataset_pretty = " ".join(part for part in (dataset_name, task_name) if part)
     made_with = (

@@ -251,7 +251,9 @@ def token_loss_scale(
     """
     if num_items_in_batch is None:
         return 1.0 / max(accumulation_steps, 1)
-    total = torch.as_tensor(num_items_in_batch, dtype=torch.float32)
+    # On the device of the loss it scales (the count may come on another one).
+    device = local_count.device if isinstance(local_count, Tensor) else None
+    total = torch.as_tensor(num_items_in_batch, dtype=torch.float32, device=device)
     if total.dim() > 0:
         # DataParallel hands every replica the same count.
         total = total.reshape(-1)[0]
@@ -261,7 +263,7 @@ def token_loss_scale(
     elif not average_tokens_across_devices and n_gpu > 1:
         # The Trainer divided the count by the GPUs; our loss is computed once on the gathered outputs.
         total = total * n_gpu
-    local = torch.as_tensor(local_count, dtype=torch.float32, device=total.device)
+    local = torch.as_tensor(local_count, dtype=torch.float32, device=device)
     return local * scale / total.clamp_min(1.0)
 
 

@@ -183,17 +183,28 @@ def lm_accumulated_gradient(tmp_path, name, batch_size, accumulation, tokenizer)
     )
     recorder = _GradientRecorder()
     # Completions of 1, 2, 3 and 10 tokens: however the sampler splits them in two pairs, the two
-    # micro-batches hold different numbers of completion tokens.
+    # micro-batches hold different numbers of completion tokens. The row without a prompt has a
+    # target at position 0, which no position predicts: the count must leave it out.
     trainer = DistillationTrainer(
         model=student,
         teacher=teacher,
         args=args,
-        train_dataset=lm_rows([4, 2, 3, 1], [1, 2, 3, 10]),
+        train_dataset=lm_rows([4, 2, 0, 1], [1, 2, 4, 10]),
         processing_class=tokenizer,
         callbacks=[recorder],
     )
+    counts = []
+    compute_loss = trainer.compute_loss
+
+    def recording(model, inputs, return_outputs=False, num_items_in_batch=None):
+        counts.append(int(num_items_in_batch))
+        return compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    trainer.compute_loss = recording
     trainer.train()
     assert recorder.grads
+    # 1 + 2 + 3 + 10 predicted tokens in the step, whatever the split into micro-batches.
+    assert counts == [16] * accumulation
     return recorder.grads
 
 

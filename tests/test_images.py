@@ -117,7 +117,7 @@ def test_train_evaluate_report_and_card_for_images(tmp_path):
         progress=False,
         teacher_name="tiny-resnet",
         pipeline_tag="image-classification",
-        extra={"teacher_blocks": student.config.nlpkd_teacher_blocks},
+        extra={"origin": "a ResNet with the teacher blocks [[0], [0]]"},
     )
     write_report(report, tmp_path / "report")
     data = json.loads((tmp_path / "report" / "metrics.json").read_text())
@@ -126,7 +126,7 @@ def test_train_evaluate_report_and_card_for_images(tmp_path):
     assert load_report(tmp_path / "report").pipeline_tag == "image-classification"
     card = (tmp_path / "report" / "README.md").read_text()
     assert "pipeline_tag: image-classification" in card and "type: image-classification" in card
-    assert "an image classifier" in card and "teacher blocks [[0], [0]]" in card
+    assert "This model is a ResNet with the teacher blocks [[0], [0]], an image classifier" in card
     assert 'pipeline("image-classification"' in card
 
 
