@@ -97,6 +97,10 @@ def main() -> None:
     parser.add_argument(
         "--alpha_kd", type=float, default=1.0, help="0: the student learns text only"
     )
+    parser.add_argument("--alpha_ce", type=float, default=0.5, help="weight of the next-token term")
+    parser.add_argument(
+        "--distill_articles", type=int, default=None, help="articles the student trains on"
+    )
     parser.add_argument("--teacher", help="a teacher folder an earlier run wrote (skips training)")
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args()
@@ -145,11 +149,14 @@ def main() -> None:
         teacher_trainer.save_model()
         tokenizer.save_pretrained(teacher_dir)
 
+    if options.distill_articles is not None:
+        # A transfer set smaller than the teacher's training data, as when distilling a large model.
+        train = text_blocks(train_texts[: options.distill_articles], tokenizer, options.block_size)
     if options.sequence_level:
         headlines = [text.split("\n")[0].strip() for text in train_texts[: options.sequence_level]]
         generated = generate_completions(
-            teacher, tokenizer, headlines, max_new_tokens=48, batch_size=32, seed=options.seed,
-            cache_dir=f"{options.output_dir}/completions",
+            teacher, tokenizer, headlines, max_new_tokens=min(48, options.block_size // 2),
+            batch_size=32, seed=options.seed, cache_dir=f"{options.output_dir}/completions",
         )  # fmt: skip
         completions = tokenize_completions(generated, tokenizer, max_length=options.block_size)
         print(f"The teacher completed {len(generated)} headlines, e.g. {generated[0]}")
@@ -165,7 +172,7 @@ def main() -> None:
         temperature=1.0,
         kd_loss=options.kd_loss,
         alpha_kd=options.alpha_kd,
-        alpha_ce=0.5,
+        alpha_ce=options.alpha_ce,
         **common,
     )
     trainer = DistillationTrainer(
