@@ -49,6 +49,20 @@ def _loading_snippet(folder: str, names: list[str]) -> str:
     return "\n".join([*lines, "```"])
 
 
+# What the card says the student is, and how to call it, per Hub pipeline tag (`Report.pipeline_tag`).
+_KINDS = {
+    "text-classification": (
+        "a text classifier",
+        'classifier("Replace this with the text to classify.")',
+    ),
+    "image-classification": ("an image classifier", 'classifier("path/to/image.png")'),
+    "text-generation": (
+        "a causal language model",
+        'classifier("Once upon a time", max_new_tokens=40)',
+    ),
+}
+
+
 def _format_value(value: Any) -> str:
     if value is None:
         return "-"
@@ -124,6 +138,8 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
         context = []
         if shape and len(shape) == 2:
             context.append(f"batches of {shape[0]} x {shape[1]} tokens")
+        elif shape and len(shape) == 4:
+            context.append(f"batches of {shape[0]} images of {shape[2]} x {shape[3]} pixels")
         if report.get("device"):
             context.append(f"on {report['device']}")
         if report.get("torch_threads"):
@@ -196,8 +212,8 @@ def _card_data(
     dataset_pretty = " ".join(part for part in (dataset_name, task_name) if part) or "custom"
     eval_results = [
         EvalResult(
-            task_type="text-classification",
-            task_name="Text Classification",
+            task_type=report.pipeline_tag,
+            task_name=report.pipeline_tag.replace("-", " ").title(),
             dataset_type=dataset_id,
             dataset_name=dataset_pretty,
             dataset_config=task_name if dataset_name and task_name else None,
@@ -216,8 +232,8 @@ def _card_data(
         datasets=[dataset_name] if dataset_name else None,
         license=license,
         library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["distillation", "nlpkd", "text-classification", *([task_name] if task_name else [])],
+        pipeline_tag=report.pipeline_tag,
+        tags=["distillation", "nlpkd", report.pipeline_tag, *([task_name] if task_name else [])],
         model_name=model_name,
         eval_results=eval_results or None,
     )
@@ -235,11 +251,13 @@ def build_model_card(
     Build the Hub model card of a distilled student from its report.
 
     The YAML metadata sets `base_model` to the teacher (when it is a Hub id), `library_name: transformers`,
-    `pipeline_tag: text-classification`, the tags `distillation`, `nlpkd`, `text-classification` and the task,
+    the report's `pipeline_tag` (`text-classification` unless the report says `image-classification` or
+    `text-generation`), the tags `distillation`, `nlpkd`, the pipeline tag and the task,
     `datasets` and `license` when known, and a `model-index` with one result per student metric on the report's
     main split. The body says how the student was made (teacher, teacher layers, loss settings), compares
     teacher and student (metrics on every split, parameters, size, latency, speed-up, retention), lists the
-    deployed forms side by side when the run made any, and shows how to use it with `pipeline`.
+    deployed forms side by side when the run made any, and shows how to use it with `pipeline`. A report whose
+    `extra["origin"]` is set (a ResNet student, a continually trained model) states the student's origin with it.
 
     Args:
         report ([`~nlpkd.report.Report`]): what the run measured; it names the teacher, the layers and the loss.
@@ -273,12 +291,15 @@ def build_model_card(
         origin = (
             f"{depth} initialised from teacher layers {list(teacher_layers)} of `{teacher_name}`"
         )
+    # A run whose student is not "fewer layers of the teacher" (ResNet blocks, a grown head) says what it is.
+    origin = report.extra.get("origin") or origin
     task_name = None if report.task in (None, "custom") else report.task
     dataset_pretty = " ".join(part for part in (dataset_name, task_name) if part)
     made_with = (
         "It was trained with nlpkd's `DistillationTrainer`, a `transformers.Trainer` subclass, "
         "on the loss below."
     )
+    kind, usage = _KINDS.get(report.pipeline_tag, ("a model", "classifier(...)"))
     if command:
         made_with = f"It was produced by this command:\n\n```bash\n{command}\n```\n\n" + made_with
     card = ModelCard.from_template(
@@ -286,6 +307,9 @@ def build_model_card(
         template_path=str(TEMPLATE),
         model_name=model_name,
         origin=origin,
+        model_kind=kind,
+        pipeline_tag=report.pipeline_tag,
+        usage=usage,
         task_text=f" on {dataset_pretty}" if dataset_pretty else "",
         summary="\n".join(_summary_lines(report.to_dict())),
         results_table=_results_table(report.to_dict()),

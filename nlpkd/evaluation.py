@@ -25,9 +25,11 @@ from transformers import (
     PreTrainedModel,
     Trainer,
     TrainingArguments,
+    default_data_collator,
 )
 from transformers.utils import logging as hf_logging
 
+from .causal import CompletionCollator, is_causal_lm, perplexity
 from .config import plain_training_arguments
 from .data.tasks import TaskSpec
 from .metrics import make_compute_metrics
@@ -229,6 +231,9 @@ def _clean_metrics(
 
 def _batch_shape(batch: Mapping[str, Any]) -> list[int] | None:
     tensor = batch.get("input_ids")
+    if not isinstance(tensor, Tensor) and isinstance(batch.get("pixel_values"), Tensor):
+        # [batch, channels, height, width]: the whole shape says what was timed.
+        return list(batch["pixel_values"].shape)
     if not isinstance(tensor, Tensor):
         tensor = next((value for value in batch.values() if isinstance(value, Tensor)), None)
     return list(tensor.shape[:2]) if tensor is not None else None
@@ -247,16 +252,30 @@ def _describe_device(*models: torch.nn.Module) -> str:
 
 
 def latency_batches(
-    dataset: datasets.Dataset, tokenizer: Any, batch_size: int, num_batches: int, max_length: int
+    dataset: datasets.Dataset,
+    tokenizer: Any,
+    batch_size: int,
+    num_batches: int,
+    max_length: int,
+    data_collator: Callable[[list[Any]], Mapping[str, Tensor]] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """Fixed-shape batches `[batch_size, max_length]` from real examples, for a fair latency comparison.
 
     Padding to `max_length` gives every model the same shape whatever the texts' lengths, so the figure
-    is reproducible and reads as "latency at sequence length `max_length`".
+    is reproducible and reads as "latency at sequence length `max_length`". Without a tokenizer (images), or
+    with a `data_collator`, the batches are the collated examples without their labels (`max_length` unused).
     """
     count = min(len(dataset), batch_size * num_batches)
     if count == 0:
         raise ValueError("No examples to measure latency on: the evaluation split is empty.")
+    if tokenizer is None or data_collator is not None:
+        collate = data_collator or default_data_collator
+        labels = [c for c in ("label", "labels", "label_ids") if c in dataset.column_names]
+        rows = dataset.select(range(count)).remove_columns(labels)
+        return [
+            dict(collate([rows[i] for i in range(start, min(start + batch_size, count))]))
+            for start in range(0, count, batch_size)
+        ]
     columns = [c for c in dataset.column_names if c in tokenizer.model_input_names]
     rows = dataset.select(range(count)).select_columns(columns)
     batches = []
@@ -279,21 +298,31 @@ def evaluate_model(
     args: TrainingArguments,
     task: TaskSpec | None = None,
     compute_metrics: Callable[..., dict[str, float]] | None = None,
+    data_collator: Callable[[list[Any]], Mapping[str, Tensor]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of `model` on each evaluation split: `{split: {metric: value}}`.
 
     The metrics are the task's (computed locally, see [`~nlpkd.metrics.make_compute_metrics`]) or those a
     user's `compute_metrics` returns (every number it gives). Only evaluation runs here: the run's
-    evaluation, saving and Hub settings are switched off for this plain `Trainer`.
+    evaluation, saving and Hub settings are switched off for this plain `Trainer`. A causal language model
+    gets its `perplexity` and `loss` on the completion tokens instead ([`~nlpkd.causal.perplexity`]).
 
     Args:
         model (`PreTrainedModel`): teacher or student.
         splits (`dict[str, datasets.Dataset]`): tokenized evaluation splits.
-        tokenizer: pads the batches.
+        tokenizer: pads the batches (may be `None` when `data_collator` is given, e.g. for images).
         args (`TrainingArguments`): evaluation batch size and precision.
         task ([`~nlpkd.data.TaskSpec`], *optional*): decides the metrics when `compute_metrics` is not given.
         compute_metrics (`Callable`, *optional*): a Trainer `compute_metrics` function.
+        data_collator (`Callable`, *optional*): builds the batches; defaults to padding with `tokenizer` (a
+            [`~nlpkd.causal.CompletionCollator`] for causal LMs), or stacking the columns without a tokenizer.
     """
+    if is_causal_lm(model):
+        collate = data_collator or CompletionCollator(tokenizer)
+        batch_size = args.per_device_eval_batch_size
+        return {
+            split: perplexity(model, data, collate, batch_size) for split, data in splits.items()
+        }
     if compute_metrics is None and task is None:
         raise ValueError("evaluate_model needs a task or a compute_metrics function.")
     eval_args = plain_training_arguments(
@@ -312,7 +341,8 @@ def evaluate_model(
         model=model,
         args=eval_args,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=data_collator
+        or (DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator),
         compute_metrics=compute_metrics or make_compute_metrics(task),
     )
     results = {}

@@ -206,7 +206,10 @@ def _load_student_checkpoint(
         align_label_names(student, names, role="student")
         return student
     student, info = AutoModelForSequenceClassification.from_pretrained(
-        path, trust_remote_code=trust_remote_code, output_loading_info=True, **label_maps(names, task)
+        path,
+        trust_remote_code=trust_remote_code,
+        output_loading_info=True,
+        **label_maps(names, task),
     )
     if teacher is not None:
         copy_missing_weights(student, teacher, info["missing_keys"])

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cache import CACHE_COLUMN
 from .config import DistillationConfig
@@ -23,6 +26,7 @@ from .losses import (
     pkd_loss,
     relation_loss,
 )
+from .projections import with_projections
 from .student import (
     attention_probs_dropouts,
     attention_projections,
@@ -31,20 +35,110 @@ from .student import (
     num_encoder_layers,
     resolve_layer_map,
 )
+from .teacher import resolve_teacher
 
 __all__ = [
+    "LogitColumns",
     "capture_attention_projections",
+    "capture_relations",
+    "check_pair",
     "prepare_models",
     "relation_heads",
     "has_labels",
     "hidden_pairs",
-    "inputs_for",
     "loss_components",
     "output_requests",
+    "route_inputs",
+    "signature_columns",
+    "teacher_outputs",
+    "trainable_student",
 ]
 
+# Batch keys that are targets, never model inputs.
+_TARGET_KEYS = ("labels", "shift_labels", CACHE_COLUMN)
 
-def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict[int, int]:
+
+@dataclass(frozen=True)
+class LogitColumns:
+    """Which of the student's logit columns the teacher's logits and the hard labels refer to.
+
+    By default both refer to all of them. A student whose head was grown for a new task (Learning without
+    Forgetting, `nlpkd.continual`) is taught its old task by the teacher on the first columns and learns the new
+    task's labels on the others.
+
+    Args:
+        teacher (`slice`, *optional*): the student's columns compared with the teacher's logits (all when `None`).
+        labels (`slice`, *optional*): the student's columns the hard labels index (all when `None`); evaluation
+            predictions are these columns too.
+    """
+
+    teacher: slice | None = None
+    labels: slice | None = None
+
+    def for_teacher(self, logits: Tensor) -> Tensor:
+        """The student's logits that the teacher's logits are compared with."""
+        return logits if self.teacher is None else logits[..., self.teacher]
+
+    def for_labels(self, logits: Tensor) -> Tensor:
+        """The student's logits that the hard labels index."""
+        return logits if self.labels is None else logits[..., self.labels]
+
+
+def check_pair(student: Any, teacher: Any, args: Any) -> Any:
+    """The teacher, loaded when given as a path, after checking the arguments of a
+    [`~nlpkd.trainer.DistillationTrainer`]: `args` is a [`DistillationConfig`], and the student is a separate
+    model."""
+    if not isinstance(args, DistillationConfig):
+        raise ValueError(
+            f"args must be a nlpkd.DistillationConfig, got {type(args).__name__}: it carries the "
+            "temperature and loss weights. Build one with DistillationConfig(output_dir=..., ...)."
+        )
+    if student is None:
+        raise ValueError("DistillationTrainer needs the student as `model`.")
+    # A path is loaded; several teachers become one ensemble (teacher_weights, teacher_ensemble).
+    teacher = resolve_teacher(teacher, args)
+    if teacher is student:
+        raise ValueError(
+            "The teacher and the student are the same object: pass a separate student."
+        )
+    return teacher
+
+
+def teacher_outputs(
+    teacher: nn.Module,
+    keys: set[str] | None,
+    inputs: Mapping[str, Any],
+    requests: Mapping[str, bool],
+    relations: Any,
+) -> Any:
+    """The teacher's outputs on a batch, without gradients: its cached logits when the batch carries them and
+    only the logits are needed, else a forward pass on the inputs it takes (`keys`) with the per-layer outputs
+    the terms ask for (`requests`)."""
+    cached = inputs.get(CACHE_COLUMN)
+    if cached is not None and not requests and relations is None:
+        return SequenceClassifierOutput(logits=cached)
+    with torch.no_grad():
+        return teacher(**route_inputs(keys, inputs), **requests)
+
+
+def signature_columns(student_keys: set[str], teacher_keys: set[str]) -> list[str]:
+    """The dataset columns the Trainer must keep: the inputs of both models' `forward`, the labels and the
+    cached teacher logits (the Trainer alone would keep only the student's)."""
+    return sorted(student_keys | teacher_keys | {"label", "label_ids", "labels", CACHE_COLUMN})
+
+
+def route_inputs(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a batch that a model's `forward` takes (`keys`, from
+    [`~nlpkd.student.forward_input_names`]); with `keys=None` (a `**kwargs` forward), every entry but the targets.
+    """
+    if keys is None:
+        return {k: v for k, v in inputs.items() if k not in _TARGET_KEYS}
+    return {k: v for k, v in inputs.items() if k in keys}
+
+
+def prepare_models(
+    student: Any, teacher: Any, args: DistillationConfig, logit_columns: LogitColumns | None = None
+) -> dict[int, int]:
     """Make a frozen teacher and its student ready for the configured terms, and return the layer map.
 
     Checks that the pair can be distilled (vocabulary, labels), switches both models to eager attention when
@@ -56,14 +150,15 @@ def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict
         student ([`~transformers.PreTrainedModel`]): the model being distilled (changed in place).
         teacher ([`~transformers.PreTrainedModel`]): the frozen teacher (changed in place).
         args ([`DistillationConfig`]): the loss settings.
+        logit_columns ([`LogitColumns`], *optional*): the student's columns that the teacher's logits stand for.
 
     Returns:
         `dict[int, int]`: student layer -> teacher layer of the hidden-state and attention terms (empty when
-        neither is on).
+        neither is on; stages for ResNet).
     """
     # An ensemble of teachers answers for its first teacher's layers.
     primary = getattr(teacher, "primary", teacher)
-    check_compatible(student, primary)
+    check_compatible(student, primary, (logit_columns or LogitColumns()).teacher)
     if args.alpha_attn > 0:
         for model in (student, *getattr(teacher, "teachers", [teacher])):
             if model.config._attn_implementation != "eager":
@@ -75,6 +170,9 @@ def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict
     for role, model in (("student", student), ("teacher", primary)):
         check_layer_outputs(model, role, args.alpha_hidden > 0, args.alpha_attn > 0)
     if args.alpha_relation > 0:
+        # Fails now for a family without separate query/key/value projections, or an index out of range.
+        attention_projections(student, num_encoder_layers(student) - 1)
+        attention_projections(primary, _layer_index(primary, args.relation_teacher_layer))
         heads = relation_heads(args, primary)
         for role, model in (("student", student), ("teacher", primary)):
             width = model.config.hidden_size
@@ -83,10 +181,24 @@ def prepare_models(student: Any, teacher: Any, args: DistillationConfig) -> dict
                     f"The relation term splits the {role}'s width {width} into {heads} relation heads, which "
                     f"does not divide it: set num_relation_heads to a common divisor of both widths."
                 )
-        # Fails now for a family without separate query/key/value projections, or an index out of range.
-        attention_projections(student, num_encoder_layers(student) - 1)
-        attention_projections(primary, _layer_index(primary, args.relation_teacher_layer))
     return layer_map
+
+
+def trainable_student(
+    student: Any, teacher: Any, args: DistillationConfig, layer_map: Mapping[int, int]
+) -> nn.Module:
+    """The module the Trainer trains: the student, wrapped with learned width projections when the hidden-state
+    term compares layers of different widths ([`~nlpkd.projections.with_projections`]).
+
+    Models without one `hidden_size` (ResNet, whose stages have their own widths) are returned as they are: a
+    student from [`~nlpkd.create_student`] keeps every stage's width, and the hidden-state term says which pair
+    differs otherwise.
+    """
+    teacher_width = getattr(teacher.config, "hidden_size", None)
+    if teacher_width is None or getattr(student.config, "hidden_size", None) is None:
+        return student
+    hidden = [s for s, _ in hidden_pairs(args, layer_map)]
+    return with_projections(student, teacher_width, hidden, args.hidden_projection)
 
 
 def relation_heads(args: DistillationConfig, teacher: Any) -> int:
@@ -96,14 +208,6 @@ def relation_heads(args: DistillationConfig, teacher: Any) -> int:
 
 def _layer_index(model: Any, index: int) -> int:
     return index + num_encoder_layers(model) if index < 0 else index
-
-
-def inputs_for(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of a batch that a model taking `keys` reads; `None` keys: every entry but the labels and
-    the cached teacher logits."""
-    if keys is None:
-        return {k: v for k, v in inputs.items() if k not in ("labels", CACHE_COLUMN)}
-    return {k: v for k, v in inputs.items() if k in keys}
 
 
 def output_requests(args: DistillationConfig) -> dict[str, bool]:
@@ -156,6 +260,35 @@ def capture_attention_projections(model: Any, layer_index: int) -> Iterator[list
             handle.remove()
 
 
+@contextlib.contextmanager
+def capture_relations(
+    args: DistillationConfig, heads: int | None, student: Any, teacher: Any
+) -> Iterator[tuple[list, list] | None]:
+    """The query/key/value projections of the relation layers of both models, recorded during the block
+    (`None` when the relation term is off, `heads is None`).
+
+    Args:
+        args ([`DistillationConfig`]): `relation_teacher_layer` names the teacher's layer.
+        heads (`int`, *optional*): the relation heads, `None` when the term is off.
+        student ([`~transformers.PreTrainedModel`]): the student (its last layer is compared).
+        teacher ([`~transformers.PreTrainedModel`]): the teacher, unwrapped.
+    """
+    if heads is None:
+        yield None
+        return
+    with (
+        capture_attention_projections(student, -1) as student_qkv,
+        capture_attention_projections(teacher, args.relation_teacher_layer) as teacher_qkv,
+    ):
+        yield student_qkv, teacher_qkv
+
+
+def _as_tokens(states: Tensor) -> Tensor:
+    # A convolutional feature map (batch, channels, height, width) compares position by position like a
+    # sequence of height * width tokens of width `channels`.
+    return states.flatten(2).transpose(1, 2) if states.dim() == 4 else states
+
+
 def _hard_label_term(
     args: DistillationConfig, logits: Tensor, labels: Tensor, label_smoother: Any
 ) -> Tensor | None:
@@ -179,6 +312,8 @@ def loss_components(
     label_smoother: Any = None,
     relations: tuple[list[Tensor], list[Tensor]] | None = None,
     relation_heads: int | None = None,
+    logit_columns: LogitColumns | None = None,
+    token_level: bool = False,
 ) -> dict[str, Tensor]:
     """Each weighted term of the distillation loss, keyed as it is logged (`kd`, `ce`, `hidden`, `attn`,
     `relation`); a term whose weight is 0, or that the batch cannot give (`ce` without labels), is absent.
@@ -195,22 +330,35 @@ def loss_components(
         relations (`tuple`, *optional*): the student's and the teacher's `[query, key, value]` of the relation
             layers, from [`capture_attention_projections`].
         relation_heads (`int`, *optional*): the relation heads ([`relation_heads`]).
+        logit_columns ([`LogitColumns`], *optional*): the student's columns of the teacher's logits and of the
+            labels (all of them by default).
+        token_level (`bool`, *optional*, defaults to `False`): causal language models: `labels` are the
+            next-token targets aligned with the logits (`shift_labels`, `-100` on prompt and padding), and the
+            teacher term counts only the positions that have one. Both terms are then means over those tokens.
     """
     layer_map = layer_map or {}
+    columns = logit_columns or LogitColumns()
     components: dict[str, Tensor] = {}
     if args.alpha_kd > 0:
+        mask = labels != -100 if token_level and labels is not None else None
         components["kd"] = logit_distillation_loss(
-            student_out.logits, teacher_out.logits, args.temperature, args.kd_loss, args.jsd_beta
+            columns.for_teacher(student_out.logits),
+            teacher_out.logits,
+            args.temperature,
+            args.kd_loss,
+            args.jsd_beta,
+            mask=mask,
         )
     if args.alpha_ce > 0 and labels is not None:
-        term = _hard_label_term(args, student_out.logits, labels, label_smoother)
+        logits = columns.for_labels(student_out.logits)
+        term = _hard_label_term(args, logits, labels, label_smoother)
         if term is not None:
             components["ce"] = term
     pairs = hidden_pairs(args, layer_map)
     if pairs:
         projected = student_out.get("projected_hidden_states")
-        student_hidden = projected or [student_out.hidden_states[s] for s, _ in pairs]
-        teacher_hidden = [teacher_out.hidden_states[t] for _, t in pairs]
+        student_hidden = projected or [_as_tokens(student_out.hidden_states[s]) for s, _ in pairs]
+        teacher_hidden = [_as_tokens(teacher_out.hidden_states[t]) for _, t in pairs]
         if args.hidden_loss == "pkd":
             components["hidden"] = pkd_loss(student_hidden, teacher_hidden)
         else:

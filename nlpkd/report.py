@@ -66,6 +66,8 @@ class Report(Mapping):
         torch_threads (`int`, *optional*): CPU threads torch used while measuring.
         latency_batch_shape (`list[int]`, *optional*): `[batch, sequence]` of the latency batches.
         latency_num_batches (`int`, *optional*): how many latency batches were timed.
+        pipeline_tag (`str`, *optional*, defaults to `"text-classification"`): what the student does, as the
+            Hub's `pipeline()` names it (`"image-classification"`, `"text-generation"`, ...).
         extra (`dict`, *optional*): anything else a run reports (written into `metrics.json` as is).
     """
 
@@ -83,6 +85,7 @@ class Report(Mapping):
     torch_threads: int | None = None
     latency_batch_shape: list[int] | None = None
     latency_num_batches: int | None = None
+    pipeline_tag: str = "text-classification"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,6 +156,7 @@ class Report(Mapping):
             "distillation": self.distillation,
             "train_examples": self.train_examples,
             "label_names": self.label_names,
+            "pipeline_tag": self.pipeline_tag,
             "variants": [self._variant_dict(v) for v in self.variants],
             **self.extra,
         }
@@ -433,6 +437,8 @@ def format_summary(report: Report | Mapping[str, Any]) -> str:
     if report.get("speedup") is not None:
         shape = report.get("latency_batch_shape")
         shape_text = f"batch x seq {shape[0]} x {shape[1]}" if shape and len(shape) == 2 else ""
+        if shape and len(shape) == 4:
+            shape_text = f"batch of {shape[0]} images of {shape[2]} x {shape[3]}"
         context = ", ".join(
             part
             for part in (

@@ -179,7 +179,9 @@ def _family(config: PreTrainedConfig) -> EncoderFamily:
         raise ValueError(
             f"model_type {model_type!r} is not supported; supported families: "
             f"{', '.join(sorted(SUPPORTED_FAMILIES))}. To add a family, register an "
-            "`EncoderFamily` in `nlpkd.student.SUPPORTED_FAMILIES`."
+            "`EncoderFamily` in `nlpkd.student.SUPPORTED_FAMILIES`. Or build the student yourself "
+            "(any smaller model with the teacher's labels or vocabulary) and pass it to "
+            "DistillationTrainer."
         )
     return family
 
@@ -703,6 +705,25 @@ def _flat_family(model: PreTrainedModel, role: str, use: str) -> EncoderFamily:
     return family
 
 
+def _is_staged(model: PreTrainedModel) -> bool:
+    return _family(model.config).blocks_path is not None
+
+
+def _num_stages(model: PreTrainedModel) -> int:
+    return len(getattr(model.config, _family(model.config).num_layers_attr))
+
+
+def _stage_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dict[int, int]:
+    num_student, num_teacher = _num_stages(student), _num_stages(teacher)
+    if num_student != num_teacher:
+        raise ValueError(
+            f"The student has {num_student} stages and the teacher {num_teacher}: stage outputs "
+            "can only be compared stage by stage. Pass an explicit layer_map of stages, or set "
+            "alpha_hidden=0."
+        )
+    return {j: j for j in range(num_student)}
+
+
 def default_layer_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dict[int, int]:
     """Maps student layers to the teacher layers their intermediate losses compare with.
 
@@ -716,6 +737,10 @@ def default_layer_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dic
     `6 -> 1` gives `{0: 5}`). This holds whichever teacher layers the student was initialised from
     (`config.nlpkd_teacher_layers` is not read).
 
+    Staged families (ResNet) compare stage outputs instead: when both models are staged, stage `j`
+    maps to stage `j` (a student from [`create_student`] keeps every stage and its width), and the
+    indices of the map are stages.
+
     Args:
         student ([`~transformers.PreTrainedModel`]):
             The student, of a supported family with one list of layers (encoders and decoders).
@@ -726,9 +751,11 @@ def default_layer_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dic
         `dict[int, int]`: Student layer index -> teacher layer index, one entry per student layer.
 
     Raises:
-        `ValueError`: If the student has more layers than the teacher, or a model is of a staged
-            family (ResNet).
+        `ValueError`: If the student has more layers than the teacher, only one of the two models
+            is of a staged family (ResNet), or two staged models have different stage counts.
     """
+    if _is_staged(student) and _is_staged(teacher):
+        return _stage_map(student, teacher)
     _flat_family(student, "student", "the layer map of the intermediate losses")
     _flat_family(teacher, "teacher", "the layer map of the intermediate losses")
     num_student = num_encoder_layers(student)
@@ -903,7 +930,9 @@ def _is_generic_label_map(id2label: Mapping[int, str]) -> bool:
     return all(str(name) == f"LABEL_{i}" for i, name in id2label.items())
 
 
-def check_compatible(student: PreTrainedModel, teacher: PreTrainedModel) -> None:
+def check_compatible(
+    student: PreTrainedModel, teacher: PreTrainedModel, teacher_columns: slice | None = None
+) -> None:
     """Raise a `ValueError` that says what to do when the teacher cannot teach this student.
 
     Checks the vocabulary (both models must read the same token ids), the number of labels and, when both models
@@ -912,6 +941,8 @@ def check_compatible(student: PreTrainedModel, teacher: PreTrainedModel) -> None
     Args:
         student (`PreTrainedModel`): the model being trained.
         teacher (`PreTrainedModel`): the fine-tuned teacher.
+        teacher_columns (`slice`, *optional*): the student's logit columns that the teacher's logits stand for
+            (a student with a head grown for a new task, see `nlpkd.continual`); all of them when not given.
     """
     s_cfg, t_cfg = student.config, teacher.config
     if getattr(s_cfg, "vocab_size", None) != getattr(t_cfg, "vocab_size", None):
@@ -920,12 +951,19 @@ def check_compatible(student: PreTrainedModel, teacher: PreTrainedModel) -> None
             f"vocab_size={s_cfg.vocab_size}): both models must read the same token ids. Build the student "
             "from the teacher with nlpkd.create_student, or use a student with the teacher's tokenizer."
         )
-    if s_cfg.num_labels != t_cfg.num_labels:
+    s_ids = list(range(s_cfg.num_labels))[teacher_columns or slice(None)]
+    if teacher_columns is not None and len(s_ids) != t_cfg.num_labels:
+        raise ValueError(
+            f"Teacher has num_labels={t_cfg.num_labels} but the student's teacher columns {s_ids} hold "
+            f"{len(s_ids)}: they must be the teacher's classes. Pass teacher_columns of the teacher's width."
+        )
+    if len(s_ids) != t_cfg.num_labels:
         raise ValueError(
             f"Teacher has num_labels={t_cfg.num_labels} but student has num_labels={s_cfg.num_labels}: the "
             "logits must have the same classes. Load the student with num_labels matching the teacher."
         )
-    s_map, t_map = dict(s_cfg.id2label), dict(t_cfg.id2label)
+    s_map = {i: s_cfg.id2label[s_id] for i, s_id in enumerate(s_ids) if s_id in s_cfg.id2label}
+    t_map = dict(t_cfg.id2label)
     if not (_is_generic_label_map(s_map) or _is_generic_label_map(t_map)) and s_map != t_map:
         raise ValueError(
             f"Teacher and student label maps disagree (teacher id2label={t_map}, student id2label={s_map}): "
@@ -961,20 +999,41 @@ def resolve_layer_map(
     Args:
         student ([`~transformers.PreTrainedModel`]): the student.
         teacher ([`~transformers.PreTrainedModel`]): the teacher.
-        layer_map (`dict[int, int]`, *optional*): student layer -> teacher layer, 0-based.
+        layer_map (`dict[int, int]`, *optional*): student layer -> teacher layer, 0-based (stages for
+            ResNet).
 
     Raises:
         `ValueError`: if an entry is out of range.
     """
-    layer_map = dict(layer_map) if layer_map else default_layer_map(student, teacher)
-    n_student, n_teacher = num_encoder_layers(student), num_encoder_layers(teacher)
+    if not layer_map or _is_staged(student) != _is_staged(teacher):
+        # Also raises the error of a staged model paired with a flat one.
+        default = default_layer_map(student, teacher)
+    layer_map = dict(layer_map) if layer_map else default
+    staged = _is_staged(student)
+    if staged:
+        n_student, n_teacher = _num_stages(student), _num_stages(teacher)
+    else:
+        n_student, n_teacher = num_encoder_layers(student), num_encoder_layers(teacher)
     bad = {s: t for s, t in layer_map.items() if not (0 <= s < n_student and 0 <= t < n_teacher)}
+    if bad and staged:
+        raise ValueError(
+            f"layer_map entries {bad} are out of range: student stages are 0..{n_student - 1} and teacher "
+            f"stages 0..{n_teacher - 1} (0-based)."
+        )
     if bad:
         raise ValueError(
             f"layer_map entries {bad} are out of range: student layers are 0..{n_student - 1} and teacher "
             f"layers 0..{n_teacher - 1} (0-based encoder layers)."
         )
     return layer_map
+
+
+def _probe_inputs(model: PreTrainedModel, device: torch.device) -> dict[str, torch.Tensor]:
+    # The smallest input of the model's own modality: three tokens, or one small image.
+    if getattr(model, "main_input_name", "input_ids") == "pixel_values":
+        channels = getattr(model.config, "num_channels", 3)
+        return {"pixel_values": torch.zeros(1, channels, 32, 32, device=device)}
+    return {"input_ids": torch.tensor([[1, 2, 3]], device=device)}
 
 
 def check_layer_outputs(
@@ -994,12 +1053,11 @@ def check_layer_outputs(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    requests = {"output_hidden_states": hidden_states}
+    if attentions:
+        requests["output_attentions"] = True
     with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor([[1, 2, 3]], device=device),
-            output_hidden_states=hidden_states,
-            output_attentions=attentions,
-        )
+        out = model(**_probe_inputs(model, device), **requests)
     model.train(was_training)
     for name, wanted in wants.items():
         if wanted and not getattr(out, name, None):

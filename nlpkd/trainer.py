@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -12,24 +11,37 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .cache import CACHE_COLUMN, cached_training_set
+from .cache import cached_training_set
+from .causal import (
+    CompletionCollator,
+    ShiftLabelsCollator,
+    check_causal_pair,
+    next_token_targets,
+    term_scales,
+)
 from .checkpoints import GracefulStop, resolve_resume_checkpoint
 from .config import LOSS_COMPONENTS, DistillationConfig
 from .loss_log import LossLog, NonFiniteLossError, check_finite
 from .losses import hard_label_loss
 from .objectives import (
-    capture_attention_projections,
+    LogitColumns,
+    capture_relations,
+    check_pair,
     has_labels,
-    hidden_pairs,
-    inputs_for,
     loss_components,
     output_requests,
     prepare_models,
     relation_heads,
+    route_inputs,
+    signature_columns,
+    teacher_outputs,
+    trainable_student,
 )
-from .projections import StudentWithProjections, save_student, with_projections
+from .projections import StudentWithProjections, save_student
 from .student import check_tokenizers_match, forward_input_names
-from .teacher import freeze_teacher, place_teacher, resolve_teacher, teacher_input_names
+from .teacher import freeze_teacher, place_teacher, teacher_input_names
+
+__all__ = ["DistillationTrainer", "NonFiniteLossError"]
 
 __all__ = ["DistillationTrainer", "NonFiniteLossError"]
 
@@ -38,16 +50,16 @@ class DistillationTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] that trains `model` (the student) to imitate a frozen `teacher`.
 
-    The loss is `alpha_kd * kd + alpha_ce * ce + alpha_hidden * hidden + alpha_attn * attn + alpha_relation *
-    relation` with the weights, temperature and variants of [`DistillationConfig`] (see `nlpkd.objectives`);
-    each component is logged on its own (`kd`, `ce`, ... in training logs). Evaluation runs the student alone
-    (`eval_loss` is its hard-label loss) unless `eval_distillation_loss=True`. Everything else is the ordinary Trainer:
+    The loss is the weighted sum of the terms of [`DistillationConfig`] (`kd`, `ce`, `hidden`, `attn`,
+    `relation`; see `nlpkd.objectives`), each logged on its own. Evaluation runs the student alone (`eval_loss`
+    is its hard-label loss) unless `eval_distillation_loss=True`. Everything else is the ordinary Trainer:
     datasets, collators, callbacks, checkpoints, `push_to_hub`, Accelerate (multi-GPU, DeepSpeed, FSDP, fp16/bf16).
+    Any model whose output has `logits` works (`input_ids`, `pixel_values`, ...); two causal LMs distil per
+    completion token, normalised over the accumulated batch (see `nlpkd.causal`).
 
-    The teacher is frozen, kept in `eval()` mode, run under `torch.no_grad()`, placed on the student's device by
-    Accelerate in evaluation mode (through the DeepSpeed engine under ZeRO-3), never given to the optimizer and
-    never written into checkpoints. Learned width projections are trained inside the module the Trainer sees
-    ([`~nlpkd.projections.StudentWithProjections`]); `save_model` writes the student alone.
+    The teacher is frozen, in `eval()` mode, run under `torch.no_grad()`, placed by Accelerate in evaluation mode
+    (the DeepSpeed engine under ZeRO-3), never optimized nor checkpointed. Learned width projections train inside
+    the module the Trainer sees ([`~nlpkd.projections.StudentWithProjections`]); `save_model` saves the student.
 
     Args:
         model (`PreTrainedModel`):
@@ -60,6 +72,8 @@ class DistillationTrainer(Trainer):
             Training and distillation settings.
         teacher_processing_class (tokenizer, *optional*):
             The teacher's tokenizer; when given, it must match `processing_class` token for token.
+        logit_columns ([`~nlpkd.objectives.LogitColumns`], *optional*):
+            The student's logit columns of the teacher's logits and of the labels (all by default; `nlpkd.continual`).
         **kwargs:
             Everything else [`~transformers.Trainer`] takes (`train_dataset`, `eval_dataset`, `processing_class`,
             `data_collator`, `compute_metrics`, `callbacks`, ...).
@@ -76,7 +90,7 @@ class DistillationTrainer(Trainer):
     ```
     """
 
-    # The distillation loss is a per-batch mean: the Trainer must divide it by the accumulation steps.
+    # A per-batch mean: the Trainer divides it by the accumulation steps (causal LMs: True, see __init__).
     loss_is_scaled_for_ga = False
 
     def __init__(
@@ -85,23 +99,17 @@ class DistillationTrainer(Trainer):
         teacher: PreTrainedModel | str,
         args: DistillationConfig,
         teacher_processing_class: Any | None = None,
+        logit_columns: LogitColumns | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(args, DistillationConfig):
-            raise ValueError(
-                f"args must be a nlpkd.DistillationConfig, got {type(args).__name__}: it carries the "
-                "temperature and loss weights. Build one with DistillationConfig(output_dir=..., ...)."
-            )
-        if model is None:
-            raise ValueError("DistillationTrainer needs the student as `model`.")
-        teacher = resolve_teacher(teacher, args)
-        if teacher is model:
-            raise ValueError(
-                "The teacher and the student are the same object: pass a separate student."
-            )
+        teacher = check_pair(model, teacher, args)
         check_tokenizers_match(kwargs.get("processing_class"), teacher_processing_class)
+        self.token_level = check_causal_pair(model, teacher, args)
         teacher = freeze_teacher(teacher, args.teacher_dtype)
-        self.layer_map = prepare_models(model, teacher, args)
+        self.logit_columns = logit_columns or LogitColumns()
+        self.layer_map = prepare_models(model, teacher, args, self.logit_columns)
+        if self.token_level and kwargs.get("data_collator") is None:
+            kwargs["data_collator"] = CompletionCollator(kwargs.get("processing_class"))
         self.relation_heads = relation_heads(args, teacher) if args.alpha_relation > 0 else None
         # None means "takes every key" (a forward with **kwargs only).
         self._student_keys = forward_input_names(model)
@@ -109,20 +117,17 @@ class DistillationTrainer(Trainer):
         if None in (self._student_keys, self._teacher_keys) and args.remove_unused_columns:
             # A model that takes every key cannot say which columns to drop: keep them all.
             args = dataclasses.replace(args, remove_unused_columns=False)
-        hidden = [s for s, _ in hidden_pairs(args, self.layer_map)]
-        model = with_projections(model, teacher.config.hidden_size, hidden, args.hidden_projection)
-
+        model = trainable_student(model, teacher, args, self.layer_map)
         super().__init__(model=model, args=args, **kwargs)
-        # The Trainer checks that the model accepts `num_items_in_batch` to decide on loss scaling; ours does not.
-        self.model_accepts_loss_kwargs = False
-        # The Trainer keeps only the columns of the student's forward; the teacher may need more (a BERT teacher
-        # reads token_type_ids behind a DistilBERT student), and the cached logits are a column too.
+        # The Trainer counts `num_items_in_batch` only for models that accept loss kwargs: token-level losses
+        # divide by it (counted from `shift_labels`), per-example losses do not need it.
+        self.model_accepts_loss_kwargs = self.token_level
+        if self.token_level:
+            self.loss_is_scaled_for_ga = True
+            self.data_collator = ShiftLabelsCollator(self.data_collator)
+        # The Trainer would keep only the columns of the student's forward; the teacher may need more.
         if args.remove_unused_columns:
-            self._signature_columns = sorted(
-                self._student_keys
-                | self._teacher_keys
-                | {"label", "label_ids", "labels", CACHE_COLUMN}
-            )
+            self._signature_columns = signature_columns(self._student_keys, self._teacher_keys)
         self.teacher = place_teacher(teacher, self)
         if args.teacher_cache and self.train_dataset is not None:
             self.train_dataset = cached_training_set(self.train_dataset, self, self._teacher_keys)
@@ -143,11 +148,6 @@ class DistillationTrainer(Trainer):
         """The learned width projections of the hidden-state loss (empty when the widths match)."""
         model = self.accelerator.unwrap_model(self.model)
         return model.projections if isinstance(model, StudentWithProjections) else nn.ModuleList()
-
-    @property
-    def primary_teacher(self) -> PreTrainedModel:
-        """The teacher whose layers the intermediate terms read (the first one of an ensemble)."""
-        return getattr(self.teacher_model, "primary", self.teacher_model)
 
     @property
     def teacher_model(self) -> nn.Module:
@@ -210,51 +210,51 @@ class DistillationTrainer(Trainer):
     ):
         args = self.args
         requests = output_requests(args)
-        with self._relation_capture() as relations:
-            student_out = model(**inputs_for(self._student_keys, inputs), **requests)
-            cached = inputs.get(CACHE_COLUMN)
-            if cached is not None and not requests and relations is None:
-                teacher_out = SequenceClassifierOutput(logits=cached)
-            else:
-                with torch.no_grad():
-                    teacher_inputs = inputs_for(self._teacher_keys, inputs)
-                    teacher_out = self.teacher(**teacher_inputs, **requests)
+        targets = self._targets(inputs)
+        # An ensemble's first teacher gives the per-layer outputs.
+        models = (self.student, getattr(self.teacher_model, "primary", self.teacher_model))
+        with capture_relations(args, self.relation_heads, *models) as relations:
+            student_out = model(**route_inputs(self._student_keys, inputs), **requests)
+            teacher_out = teacher_outputs(
+                self.teacher, self._teacher_keys, inputs, requests, relations
+            )
         components = loss_components(
             args,
             student_out,
             teacher_out,
-            labels=inputs.get("labels"),
+            labels=targets,
             attention_mask=inputs.get("attention_mask"),
             layer_map=self.layer_map,
             label_smoother=self.label_smoother,
             relations=relations,
             relation_heads=self.relation_heads,
+            logit_columns=self.logit_columns,
+            token_level=self.token_level,
         )
         if not components:
             raise ValueError(
                 "No loss component could be computed: alpha_ce is the only weight > 0 but the batch has no "
                 "labels. Add labels to the data or set alpha_kd > 0."
             )
-        loss = sum(args.loss_weights[name] * value for name, value in components.items())
+        scales = {}
+        if self.token_level:
+            steps = getattr(self, "current_gradient_accumulation_steps", 1)
+            counts = (num_items_in_batch, steps, self.accelerator.num_processes)
+            scales = term_scales(targets, *counts, args=args, training=model.training)
+        loss = sum(args.loss_weights[n] * scales.get(n, 1.0) * v for n, v in components.items())
         check_finite(loss, components, teacher_out.get("logits"), self.state.global_step)
         self._loss_logs["train" if model.training else "eval"].add(components)
         if return_outputs:
             # Only the logits: the Trainer treats every other output of evaluation as predictions.
-            return loss, SequenceClassifierOutput(logits=student_out.logits)
+            logits = self.logit_columns.for_labels(student_out.logits)
+            return loss, SequenceClassifierOutput(logits=logits)
         return loss
 
-    @contextlib.contextmanager
-    def _relation_capture(self) -> Iterator[tuple[list, list] | None]:
-        """The query/key/value projections of the relation layers of both models, recorded during the block."""
-        if self.relation_heads is None:
-            yield None
-            return
-        teacher_layer = self.args.relation_teacher_layer
-        with (
-            capture_attention_projections(self.student, -1) as student_qkv,
-            capture_attention_projections(self.primary_teacher, teacher_layer) as teacher_qkv,
-        ):
-            yield student_qkv, teacher_qkv
+    def _targets(self, inputs: Mapping[str, Any]) -> torch.Tensor | None:
+        # Causal LMs learn the next token at every position: the labels shifted onto the logits.
+        if self.token_level:
+            return next_token_targets(inputs, self.student, self.teacher_model)
+        return inputs.get("labels")
 
     # ---- evaluation and logging ---------------------------------------------------------------
 
@@ -270,16 +270,19 @@ class DistillationTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             if self.args.eval_distillation_loss:
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                logits = outputs.logits
             else:
                 # The student alone: the teacher's forward would double the cost of every evaluation.
-                outputs = model(**inputs_for(self._student_keys, inputs))
-                loss = hard_label_loss(outputs.logits, labels) if has_labels(labels) else None
+                outputs = model(**route_inputs(self._student_keys, inputs))
+                logits = self.logit_columns.for_labels(outputs.logits)
+                targets = self._targets(inputs)
+                loss = hard_label_loss(logits, targets) if has_labels(targets) else None
                 if loss is not None and self.args.alpha_ce > 0:
                     self._loss_logs["eval"].add({"ce": loss})
         loss = loss.detach() if loss is not None else None
         if prediction_loss_only:
             return loss, None, None
-        return loss, outputs.logits.detach(), labels
+        return loss, logits.detach(), labels
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         # Start a clean window: predict() also runs prediction_step but never logs.

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
         "data.unlabelled",
         "ensemble",
         "cache",
+        "causal",
         "checkpoints",
         "loss_log",
         "objectives",
@@ -33,7 +34,7 @@ LAYERS: list[set[str]] = [
     },
     {"trainer"},
     {"report", "evaluation", "plot", "card", "deploy", "hub"},
-    {"pipeline", "general", "deploy_step"},
+    {"pipeline", "general", "deploy_step", "continual"},
     {"quick", "cli", "__init__", "__main__"},
 ]
 LEAVES = LAYERS[0]

@@ -116,7 +116,10 @@ def test_an_unlabelled_file_with_labels_is_one_clear_line(tmp_path, tiny_tokeniz
     status, err = cli(argv, capsys)
     assert status == 2
     lines = [line for line in err.splitlines() if line.startswith("nlpkd: error:")]
-    assert len(lines) == 1 and "has a 'label' column, but unlabelled text carries no labels" in lines[0]
+    assert (
+        len(lines) == 1
+        and "has a 'label' column, but unlabelled text carries no labels" in lines[0]
+    )
     assert not (out / "model.safetensors").exists() and not (out / "teacher").exists()
 
 

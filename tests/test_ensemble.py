@@ -110,7 +110,7 @@ def test_the_trainer_distils_an_ensemble_given_as_a_list(tmp_path):
         model=create_student(t1, 2), teacher=[t1, t2], args=args, train_dataset=random_dataset(8, 8)
     )
     assert isinstance(trainer.teacher_model, TeacherEnsemble)
-    assert trainer.primary_teacher is t1 and trainer.layer_map == {0: 1, 1: 3}
+    assert trainer.teacher_model.primary is t1 and trainer.layer_map == {0: 1, 1: 3}
     batch = {k: torch.tensor(v) for k, v in random_dataset(4, 8)[:4].items()}
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, dict(batch))

@@ -655,7 +655,15 @@ def test_default_layer_map_errors():
     with pytest.raises(ValueError, match="The teacher .*'resnet'.* groups its blocks in stages"):
         default_layer_map(bert(2), resnet)
     with pytest.raises(ValueError, match="The student .*'resnet'.* groups its blocks in stages"):
-        default_layer_map(create_student(resnet), resnet)
+        default_layer_map(resnet, bert(2))
+    # Two staged models compare stage outputs, stage to stage.
+    stages = len(resnet.config.depths)
+    assert default_layer_map(create_student(resnet), resnet) == {j: j for j in range(stages)}
+    with pytest.raises(ValueError, match="student has 1 stages and the teacher 2"):
+        default_layer_map(
+            make_resnet(depths=[2], hidden_sizes=[8]),
+            make_resnet(depths=[2, 2], hidden_sizes=[8, 16]),
+        )
 
 
 def test_select_forward_inputs_per_model():
