@@ -451,8 +451,8 @@ def bench_epoch(cli: argparse.Namespace) -> Figure:
     from transformers import AutoTokenizer, DataCollatorWithPadding, PrinterCallback
 
     from nlpkd import DistillationConfig, DistillationTrainer, create_student
-    from nlpkd.models import packaged_minilm_path
     from nlpkd.data import load_bbc_news, tokenize_dataset
+    from nlpkd.models import packaged_minilm_path
 
     device = cli.device
     teacher_path = cli.teacher or packaged_minilm_path()

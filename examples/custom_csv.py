@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from nlpkd.data import load_bbc_news
 from nlpkd.models import packaged_minilm_path
 from nlpkd.quick import distill, finetune
 from nlpkd.report import format_summary
-from nlpkd.data import load_bbc_news
 
 
 def write_demo_csv(path: Path, per_topic: int) -> Path:

@@ -21,10 +21,10 @@ import random
 import pandas as pd
 from transformers import pipeline
 
+from nlpkd.data import load_bbc_news
 from nlpkd.models import packaged_minilm_path
 from nlpkd.quick import distill, finetune
 from nlpkd.report import format_summary
-from nlpkd.data import load_bbc_news
 
 
 def make_pairs(num_headlines: int, seed: int = 0) -> pd.DataFrame:

@@ -40,6 +40,7 @@ DEPLOY_DIR = "deploy"
 
 
 def copy_folder(source: Path, target: Path) -> None:
+    """Replace ``target`` with a copy of ``source`` (nothing to do when they are the same folder)."""
     if target.exists() and target.resolve() == source.resolve():
         return
     if target.exists():
