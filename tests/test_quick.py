@@ -534,7 +534,7 @@ def test_python_api_doc_snippets_run_in_order(tmp_path, monkeypatch):
     """docs/python-api.md promises that its snippets run, in order, in one session."""
     doc = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
-    assert len(blocks) == 9
+    assert len(blocks) == 12
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for index, block in enumerate(blocks):
