@@ -866,7 +866,8 @@ def forward_input_names(model: torch.nn.Module) -> set[str] | None:
     `token_type_ids`, a DistilBERT student does not. Only named parameters of `forward` count; a
     catch-all `**kwargs` does not, since in transformers it carries flags and loss arguments rather
     than batch columns. Wrappers with a `module` attribute (DDP, DeepSpeed) or `_orig_mod`
-    (`torch.compile`) are looked through.
+    (`torch.compile`) are looked through. A module that routes inputs to models of its own (a
+    [`~nlpkd.ensemble.TeacherEnsemble`]) says what it takes through an `input_names()` method.
 
     Args:
         model (`torch.nn.Module`):
@@ -884,6 +885,9 @@ def forward_input_names(model: torch.nn.Module) -> set[str] | None:
         if not isinstance(inner, torch.nn.Module):
             break
         module = inner
+    own_names = getattr(module, "input_names", None)
+    if callable(own_names):
+        return own_names()
     accepted = {
         name
         for name, parameter in inspect.signature(module.forward).parameters.items()

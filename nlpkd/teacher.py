@@ -12,12 +12,11 @@ from transformers import PreTrainedModel
 
 from .ensemble import TeacherEnsemble
 from .models import load_teacher
-from .student import forward_input_names
 
 if TYPE_CHECKING:
     from transformers import Trainer
 
-__all__ = ["freeze_teacher", "place_teacher", "resolve_teacher", "teacher_input_names"]
+__all__ = ["freeze_teacher", "place_teacher", "resolve_teacher"]
 
 
 def resolve_teacher(teacher: Any, args: Any) -> nn.Module:
@@ -34,13 +33,6 @@ def resolve_teacher(teacher: Any, args: Any) -> nn.Module:
             args.teacher_ensemble,
         )
     return load_teacher(teacher)
-
-
-def teacher_input_names(teacher: nn.Module) -> set[str] | None:
-    """The batch keys the teacher (every teacher of an ensemble) takes; `None` when it takes every key."""
-    if isinstance(teacher, TeacherEnsemble):
-        return teacher.input_names()
-    return forward_input_names(teacher)
 
 
 def freeze_teacher(teacher: PreTrainedModel, dtype: str | None = None) -> PreTrainedModel:

@@ -39,7 +39,7 @@ from .objectives import (
 )
 from .projections import StudentWithProjections, save_student
 from .student import check_tokenizers_match, forward_input_names
-from .teacher import freeze_teacher, place_teacher, teacher_input_names
+from .teacher import freeze_teacher, place_teacher
 
 __all__ = ["DistillationTrainer", "NonFiniteLossError"]
 
@@ -113,7 +113,7 @@ class DistillationTrainer(Trainer):
         self.relation_heads = relation_heads(args, teacher) if args.alpha_relation > 0 else None
         # None means "takes every key" (a forward with **kwargs only).
         self._student_keys = forward_input_names(model)
-        self._teacher_keys = teacher_input_names(teacher)
+        self._teacher_keys = forward_input_names(teacher)
         if None in (self._student_keys, self._teacher_keys) and args.remove_unused_columns:
             # A model that takes every key cannot say which columns to drop: keep them all.
             args = dataclasses.replace(args, remove_unused_columns=False)

@@ -128,3 +128,21 @@ def test_the_trainer_distils_an_ensemble_given_as_a_list(tmp_path):
     )
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
     trainer.train()
+
+
+def test_an_ensemble_takes_the_inputs_of_its_teachers_wherever_it_is_routed():
+    """Everything that routes a batch by `forward` signature (the latency timing, the evaluation) must give an
+    ensemble its teachers' inputs: its own `forward(labels, **inputs)` names none of them."""
+    from nlpkd.evaluation import measure_latency
+    from nlpkd.student import forward_input_names, select_forward_inputs
+
+    ensemble = TeacherEnsemble([tiny_bert(seed=1), tiny_bert(seed=2)])
+    assert forward_input_names(ensemble) == forward_input_names(tiny_bert(seed=1))
+    batch = {
+        "input_ids": torch.tensor([[2, 7, 9, 3]]),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([1]),
+    }
+    assert set(select_forward_inputs(ensemble, batch)) == {"input_ids", "attention_mask"}
+    timings = measure_latency({"teacher": ensemble}, [batch], warmup=0, repeats=1, progress=False)
+    assert timings["teacher"] > 0
