@@ -131,6 +131,14 @@ class DataArguments:
         default=None,
         metadata={"help": "Local validation data: GLUE-format TSV, CSV or JSON Lines."},
     )
+    split_seed: int = field(
+        default=42,
+        metadata={
+            "help": "Seed of the validation split the command holds out (the packaged BBC News; --train_file "
+            "without --validation_file). Separate from --seed, so that another training seed keeps the split "
+            "and a teacher saved by an earlier run never meets its own training data as validation."
+        },
+    )
     max_length: int = field(
         default=job_default("max_length"),
         metadata={"help": "Maximum tokens per example (longer are truncated)."},
@@ -237,6 +245,13 @@ class GeneralArguments:
     student_layers: str | None = field(
         default=None,
         metadata={"help": "Student depth N, or the teacher layers to copy as a comma list."},
+    )
+    split_seed: int = field(
+        default=42,
+        metadata={
+            "help": "Seed of the packaged BBC News split whose training texts are the default corpus (the same "
+            "as `nlpkd distill --split_seed`, so the general stage never reads the task stage's validation texts)."
+        },
     )
     max_length: int = field(default=128, metadata={"help": "Tokens per text."})
     overwrite_output_dir: bool = field(
@@ -435,11 +450,16 @@ def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> Dis
             )
         columns = tuple(c.strip() for c in data_args.text_columns.split(",") if c.strip())
         data, task = load_custom_data(
-            data_args.train_file, data_args.validation_file, text_columns=columns, seed=args.seed
+            data_args.train_file,
+            data_args.validation_file,
+            text_columns=columns,
+            seed=data_args.split_seed,
         )
     else:
         task = get_task(task_name)
-        data = load_task_data(task, data_args.train_file, data_args.validation_file, seed=args.seed)
+        data = load_task_data(
+            task, data_args.train_file, data_args.validation_file, seed=data_args.split_seed
+        )
     return DistillationJob(
         data=data,
         task=task,
@@ -558,7 +578,7 @@ def run_general(general_args: GeneralArguments, args) -> dict:
     if texts is None:
         from .data.readers import load_bbc_news
 
-        texts = list(load_bbc_news(seed=args.seed)["train"]["text"])
+        texts = list(load_bbc_news(seed=general_args.split_seed)["train"]["text"])
     layers = _parse_student_layers(general_args.student_layers)
     result = general_distill(
         texts,

@@ -542,3 +542,18 @@ def test_student_layers_out_of_range_fails_before_any_training(tmp_path, tiny_to
     assert status == 2
     assert "student_layers 0,2,9: the teacher has 4 layers" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_training_seed_does_not_move_the_validation_split():
+    """--seed is the training seed; the split the command holds out follows --split_seed alone, so a seed sweep
+    (or a teacher saved by an earlier run) is evaluated on the same articles, never on its training data."""
+    from nlpkd.cli import build_job, parse_arguments
+
+    def validation_texts(*flags: str) -> list[str]:
+        job = build_job(*parse_arguments("distill", ["--output_dir", "unused", *flags]))
+        return list(job.data["validation"]["text"])
+
+    default = validation_texts()
+    assert validation_texts("--seed", "0") == default
+    other = validation_texts("--split_seed", "0")
+    assert len(other) == len(default) and other != default
