@@ -7,7 +7,11 @@ Figures (each a ratio of two things measured in the same run, interleaved, so th
   cost no more than its two unavoidable parts.
 - `cache`: one distillation step whose batch carries cached `teacher_logits` divided by one plain student
   step. Target <= 1.10: with a cache, distilling should cost about as much as ordinary fine-tuning.
-- `inference`: teacher latency divided by student latency (`nlpkd.report.measure_latency`). Target >= 1.8 for
+- `terms`: one training step with an intermediate term on (`alpha_hidden`, `alpha_attn` or `alpha_relation` = 1,
+  besides kd + ce) divided by one kd + ce step. No target: it is what each term costs (the attention term runs
+  both models with eager attention, which the fused SDPA kernels avoid), to weigh against what
+  `benchmarks/quality.py` measures it gains.
+- `inference`: teacher latency divided by student latency (`nlpkd.evaluation.measure_latency`). Target >= 1.8 for
   6 -> 3 layers.
 - `memory`: peak memory of distillation steps divided by that of teacher fine-tuning steps, each measured in
   a fresh process (CPU: increase of peak RSS over the process after its imports; CUDA: peak allocated).
@@ -57,7 +61,7 @@ import torch  # noqa: E402
 if importlib.util.find_spec("nlpkd") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BENCHMARKS = ("overhead", "cache", "inference", "memory", "epoch")
+BENCHMARKS = ("overhead", "cache", "terms", "inference", "memory", "epoch")
 NUM_LABELS = 5  # BBC News topics; the teacher gets a random head with this many classes
 
 
@@ -299,6 +303,53 @@ def bench_steps(cli: argparse.Namespace, wanted: set[str]) -> list[Figure]:
                 )
             )
     return figures
+
+
+TERM_SETTINGS = {
+    "kd": {},
+    "hidden": {"alpha_hidden": 1.0},
+    "attn": {"alpha_attn": 1.0},
+    "relation": {"alpha_relation": 1.0},
+}
+
+
+def bench_terms(cli: argparse.Namespace) -> Figure:
+    """`terms`: a step with each intermediate term on against the kd + ce step, interleaved in every round."""
+    from nlpkd import DistillationConfig, DistillationTrainer, create_student
+
+    device = cli.device
+    teacher = load_teacher(cli.teacher, device).eval()
+    student = create_student(teacher, num_layers=cli.student_layers)
+    batch = make_batch(teacher.config.vocab_size, cli.batch_size, cli.seq_len, device)
+    functions: dict[str, Callable[[], Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="nlpkd-bench-") as tmp:
+        for name, weights in TERM_SETTINGS.items():
+            # Copies for each: the attention term switches its two models to eager attention in place.
+            trainer = DistillationTrainer(
+                model=copy.deepcopy(student),
+                teacher=copy.deepcopy(teacher),
+                args=DistillationConfig(
+                    **training_args(tmp, device, cli.batch_size),
+                    alpha_kd=0.5,
+                    alpha_ce=0.5,
+                    **weights,
+                ),
+            )
+            step = step_function(trainer, trainer.model)
+            functions[name] = lambda step=step: step(batch)
+        times = timed_rounds(functions, cli.warmup, cli.repeats, device)
+    ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    ratios = {name: ms[name] / ms["kd"] for name in TERM_SETTINGS if name != "kd"}
+    return Figure(
+        "terms",
+        ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()),
+        ratios["attn"],
+        "none (a cost)",
+        None,
+        f"step with one intermediate term (weight 1) / kd + ce step ({ms['kd']:.1f} ms), "
+        f"batch {cli.batch_size} x seq {cli.seq_len}; the ratio column is the attention term's",
+        {**ms, "ratios": ratios, "spread_ms": _spreads(times)},
+    )
 
 
 def _no_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -652,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     groups: list[tuple[set[str], Callable[[], list[Figure]]]] = [
         ({"overhead", "cache"}, lambda: bench_steps(cli, wanted)),
+        ({"terms"}, lambda: [bench_terms(cli)]),
         ({"inference"}, lambda: [bench_inference(cli)]),
         ({"memory"}, lambda: [bench_memory(cli)]),
         ({"epoch"}, lambda: [bench_epoch(cli)]),

@@ -1056,7 +1056,7 @@ def weights_size_mb(folder: str | os.PathLike[str]) -> float:
     Size of the weight files in a model folder, in MB (1e6 bytes).
 
     Counts `*.safetensors`, `*.onnx` and ONNX external data (`*.onnx.data`); configuration and
-    tokenizer files are left out, as in [`nlpkd.report.size_on_disk_mb`].
+    tokenizer files are left out, as in [`nlpkd.evaluation.size_on_disk_mb`].
 
     Args:
         folder (`str` or `os.PathLike`): a folder from `save_pretrained`, [`save_quantized`] or
@@ -1189,7 +1189,7 @@ def time_variants(
     """
     Median latency of each variant on the same batches, in milliseconds per batch.
 
-    The rule of [`nlpkd.report.measure_latency`], for forms that are not torch modules: `warmup`
+    The rule of [`nlpkd.evaluation.measure_latency`], for forms that are not torch modules: `warmup`
     untimed passes over all batches, then `repeats` rounds in which every variant runs every
     batch in turn (the order reversed each round) so that machine noise hits all alike. Threads
     are left as they are (`torch.get_num_threads()`; ONNX sessions from [`load_onnx`] use as many).
