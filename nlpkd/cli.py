@@ -97,11 +97,6 @@ class ModelArguments:
         },
     )
 
-    def __post_init__(self):
-        # A YAML config (`nlpkd distill recipe.yaml`) may give one teacher as a plain string.
-        if isinstance(self.teacher, str):
-            self.teacher = [self.teacher]
-
 
 @dataclass
 class DataArguments:
