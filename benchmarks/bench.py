@@ -11,7 +11,7 @@ Figures (each a ratio of two things measured in the same run, interleaved, so th
   besides kd + ce) divided by one kd + ce step. No target: it is what each term costs (the attention term runs
   both models with eager attention, which the fused SDPA kernels avoid), to weigh against what
   `benchmarks/quality.py` measures it gains.
-- `inference`: teacher latency divided by student latency (`nlpkd.evaluation.measure_latency`). Target >= 1.8 for
+- `inference`: teacher latency divided by student latency (`nlpkd.report.measure_latency`). Target >= 1.8 for
   6 -> 3 layers.
 - `memory`: peak memory of distillation steps divided by that of teacher fine-tuning steps, each measured in
   a fresh process (CPU: increase of peak RSS over the process after its imports; CUDA: peak allocated).
@@ -370,7 +370,7 @@ def _spreads(times: dict[str, list[float]]) -> dict[str, list[float]]:
 
 def bench_inference(cli: argparse.Namespace) -> Figure:
     from nlpkd import create_student
-    from nlpkd.evaluation import measure_latency
+    from nlpkd.report import measure_latency
 
     teacher = load_teacher(cli.teacher, cli.device).eval()
     student = create_student(teacher, num_layers=cli.student_layers)

@@ -97,7 +97,7 @@ def fixed_batches(texts_data: Any, tokenizer: Any, batch_size: int, max_length: 
     import datasets
 
     from nlpkd.data import tokenize_dataset
-    from nlpkd.evaluation import latency_batches
+    from nlpkd.report import latency_batches
 
     split = datasets.DatasetDict({"validation": texts_data})
     tokenized = tokenize_dataset(split, tokenizer, "bbc_news", max_length=max_length)["validation"]

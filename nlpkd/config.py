@@ -10,11 +10,21 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 KD_LOSSES = ("forward_kl", "reverse_kl", "jsd", "mse")
+
+
 HIDDEN_LOSSES = ("mse", "cosine", "pkd")
+
+
 ATTN_LOSSES = ("kl", "mse", "mse_probs")
+
+
 TEACHER_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
 # The loss components, as they are logged; each has a weight `alpha_<name>`.
 LOSS_COMPONENTS = ("kd", "ce", "hidden", "attn", "relation")
+
+
 # The fields that define the loss, as reports and model cards list them.
 LOSS_SETTINGS = (
     "temperature",
@@ -174,6 +184,11 @@ class DistillationConfig(TrainingArguments):
             Cast the teacher to this dtype (`"float16"`, `"bfloat16"`, `"float32"`); `None` or `"auto"` keeps
             it as given. A half-precision teacher halves its memory and time; the losses stay in float32.
     """
+
+    # The title of these fields in `nlpkd distill --help`, after nlpkd's own groups.
+    _argument_group_name = (
+        "distillation and training (DistillationConfig: TrainingArguments and the loss)"
+    )
 
     temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature T of the soft-target term (> 0)."}

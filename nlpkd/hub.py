@@ -1,7 +1,8 @@
 """Upload a distilled student's folder to the Hugging Face Hub.
 
 `push_to_hub` uploads only the files that make up the model (see `files_to_upload`); training checkpoints and
-logs stay local. The model card itself is written by [`nlpkd.card`].
+logs stay local. The model card itself is written by [`nlpkd.report.card`].
+
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from huggingface_hub import HfApi
 __all__ = ["HubPushError", "files_to_upload", "push_to_hub"]
 
 logger = logging.getLogger(__name__)
+
 
 # Top-level file names that belong to a published student. Everything else in the output
 # directory (checkpoint-*/, runs/, training_args.bin, trainer_state.json, optimizer states,
@@ -34,6 +36,8 @@ UPLOAD_FILE_NAMES: frozenset[str] = frozenset(
         "metrics.json",
     }
 )
+
+
 UPLOAD_SUFFIXES: tuple[str, ...] = (".safetensors", ".model", ".yaml", ".yml", ".png")
 
 

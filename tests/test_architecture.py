@@ -1,102 +1,175 @@
-"""The package's shape (docs/architecture.md): imports flow one way, the trainer stays small, functions short."""
+"""The package's shape (docs/architecture.md): one folder per concern, imports flowing one way between them, no
+import cycle (imports inside functions included), a small trainer, short functions and files."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nlpkd"
 
-# Lower layers never import from higher ones; a module may import from its own layer or below.
-LAYERS: list[set[str]] = [
-    {"config", "losses", "student"},
-    {
-        "data",
-        "data.tasks",
-        "data.labels",
-        "data.readers",
-        "data.tokenize",
-        "data.convert",
-        "data.augment",
-        "data.unlabelled",
-        "ensemble",
-        "cache",
-        "causal",
-        "checkpoints",
-        "loss_log",
-        "objectives",
-        "projections",
-        "teacher",
-        "models",
-        "metrics",
-    },
+# The concerns, lowest first: a module may import from its own concern or from a lower row, never from a higher
+# one, nor from another concern of its own row.
+LEVELS: list[set[str]] = [
+    {"config", "hub"},
+    {"losses"},
+    {"data"},
+    {"models"},
     {"trainer"},
-    {"report", "evaluation", "plot", "card", "deploy", "hub"},
-    {"pipeline", "general", "deploy_step", "continual"},
-    {"quick", "cli", "__init__", "__main__"},
+    {"report", "deploy"},
+    {"jobs"},
+    {"api"},
+    {"__init__"},
+    {"cli"},
+    {"__main__"},
 ]
-LEAVES = LAYERS[0]
+CONCERNS = set().union(*LEVELS)
 
 
 def _module_name(path: Path) -> str:
-    name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(["nlpkd", *parts])
 
 
-def _layer(name: str) -> int:
-    for index, layer in enumerate(LAYERS):
-        if name in layer:
+def _concern(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _level(module: str) -> int:
+    concern = _concern(module)
+    for index, level in enumerate(LEVELS):
+        if concern in level:
             return index
-    raise AssertionError(f"nlpkd.{name} is in no layer of tests/test_architecture.py: add it there")
+    raise AssertionError(
+        f"{module} is in no concern of tests/test_architecture.py: add it to LEVELS"
+    )
 
 
-def _nlpkd_imports(path: Path) -> set[str]:
-    """The nlpkd modules a file imports, at any depth in the file (lazy imports count too)."""
-    name = _module_name(path)
-    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
-                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
-                modules = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
-                modules = [m.lstrip(".") for m in modules]
-            elif node.module and node.module.startswith("nlpkd"):
-                modules = [node.module[len("nlpkd.") :] or "__init__"]
-            else:
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _import_nodes(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import of a file at any depth (lazy imports in functions too), but type-only ones."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking_block(child):
                 continue
-            found |= {m for m in modules if m}
-        elif isinstance(node, ast.Import):
-            found |= {a.name[len("nlpkd.") :] for a in node.names if a.name.startswith("nlpkd.")}
-    known = set().union(*LAYERS)
-    # `from . import __version__` imports a name of the package's __init__, not a module.
-    resolved = {m if m in known else m.split(".")[0] for m in found}
-    return {m if m in known else "__init__" for m in resolved} - {name}
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                yield child
+            stack.append(child)
 
 
-MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
-def test_imports_flow_from_front_ends_down_to_the_leaves(path):
-    name = _module_name(path)
-    for imported in _nlpkd_imports(path):
-        assert _layer(imported) <= _layer(name), f"nlpkd.{name} imports the higher nlpkd.{imported}"
-    if name in LEAVES:
-        assert _nlpkd_imports(path) <= LEAVES, f"the leaf nlpkd.{name} imports outside the leaves"
+def _imports(module: str) -> set[str]:
+    """The nlpkd modules `module` imports (a name of a package resolves to its submodule when there is one)."""
+    path = MODULES[module]
+    found = set()
+    for node in _import_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "nlpkd"}
+            continue
+        target = _resolve(module, path.name == "__init__.py", node)
+        if target.split(".")[0] != "nlpkd":
+            continue
+        for alias in node.names:
+            submodule = f"{target}.{alias.name}"
+            found.add(submodule if submodule in MODULES else target)
+    return {m for m in found if m != module}
+
+
+GRAPH = {module: _imports(module) for module in MODULES}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_flow_from_front_ends_down_to_the_leaves(module):
+    for imported in GRAPH[module]:
+        assert imported in MODULES, f"{module} imports {imported}, which does not exist"
+        same_concern = _concern(imported) == _concern(module)
+        assert same_concern or _level(imported) < _level(module), (
+            f"{module} imports {imported}: {_concern(imported)}/ is not below {_concern(module)}/ "
+            "(docs/architecture.md)"
+        )
+
+
+def _cycle() -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        stack.append(module)
+        for imported in sorted(GRAPH[module]):
+            if state.get(imported) == 1:
+                return [*stack[stack.index(imported) :], imported]
+            if imported not in state and (found := visit(imported)):
+                return found
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(GRAPH):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    cycle = _cycle()
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_check_finds_a_cycle_and_ignores_type_only_imports(monkeypatch):
+    # The check itself must be able to fail: a lazy import inside a function closes a cycle, a type-only one
+    # does not.
+    lazy = ast.parse("def f():\n    from nlpkd.jobs import run\n")
+    typed = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nlpkd.jobs import run\n"
+    )
+    assert [n.module for n in _import_nodes(lazy)] == ["nlpkd.jobs"]
+    assert [n.module for n in _import_nodes(typed)] == ["typing"]
+    monkeypatch.setitem(GRAPH, "nlpkd.config", {*GRAPH["nlpkd.config"], "nlpkd.jobs.steps"})
+    assert _cycle() is not None
 
 
 def test_the_trainer_imports_no_job_front_end_or_report_module():
-    imported = _nlpkd_imports(PACKAGE / "trainer.py")
-    forbidden = {"pipeline", "quick", "cli", "hub", "report", "card", "plot", "evaluation"}
-    assert not imported & forbidden
+    trainer_modules = [m for m in MODULES if _concern(m) == "trainer"]
+    for module in trainer_modules:
+        higher = {
+            m
+            for m in GRAPH[module]
+            if _concern(m) in {"jobs", "report", "deploy", "api", "cli", "hub"}
+        }
+        assert not higher, f"{module} imports {higher}"
 
 
 def test_the_trainer_stays_small():
-    assert len((PACKAGE / "trainer.py").read_text().splitlines()) <= 300
+    assert len((PACKAGE / "trainer" / "trainer.py").read_text().splitlines()) <= 300
+
+
+def test_at_most_eight_top_level_modules_and_no_file_over_600_lines():
+    top = [p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(top) <= 8, top
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, long
 
 
 def _function_lengths(path: Path):
@@ -110,12 +183,12 @@ def _function_lengths(path: Path):
             yield node.name, node.end_lineno - start + 1
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
-def test_no_function_is_longer_than_80_lines_of_code(path):
-    long = {name: n for name, n in _function_lengths(path) if n > 80}
-    assert not long, f"{_module_name(path)}: {long}"
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_function_is_longer_than_80_lines_of_code(module):
+    long = {name: n for name, n in _function_lengths(MODULES[module]) if n > 80}
+    assert not long, f"{module}: {long}"
 
 
-def test_the_layer_table_knows_every_module():
-    for path in MODULES:
-        _layer(_module_name(path))
+def test_every_folder_is_a_known_concern():
+    for module in MODULES:
+        assert _concern(module) in CONCERNS, module

@@ -97,12 +97,12 @@ def test_rows_columns_and_missing_labels():
     assert out[AUGMENTED_COLUMN] == [True] * len(out)
 
 
-def test_regression_labels_and_unlabelled_data():
+def test_regression_labels_and_unlabeled_data():
     out = _augment(_pairs(), 2, text_columns=("sentence1", "sentence2"))
     assert out.features["label"] == datasets.Value("float32")
     assert out["label"] == [None] * 8
-    unlabelled = datasets.Dataset.from_dict({"text": SENTENCES})
-    out = _augment(unlabelled, 2, label_column=None)
+    unlabeled = datasets.Dataset.from_dict({"text": SENTENCES})
+    out = _augment(unlabeled, 2, label_column=None)
     assert out.column_names == ["text", AUGMENTED_COLUMN]
 
 

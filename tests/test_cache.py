@@ -8,7 +8,9 @@ from conftest import random_dataset, tiny_bert
 from transformers import DataCollatorWithPadding
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd.cache import CACHE_COLUMN, add_teacher_logits, teacher_fingerprint
+from nlpkd.data.fingerprint import teacher_fingerprint
+from nlpkd.models import CACHE_COLUMN
+from nlpkd.trainer import add_teacher_logits
 
 
 def config(tmp_path, name, **overrides):

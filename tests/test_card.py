@@ -9,8 +9,7 @@ import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from nlpkd.card import build_model_card, write_model_card
-from nlpkd.report import Report, Variant
+from nlpkd.report import Report, Variant, build_model_card, write_model_card
 
 LOSS_CONFIG = {
     "temperature": 2.0,

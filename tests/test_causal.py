@@ -17,17 +17,17 @@ from conftest import WORDS, tiny_bert
 from datasets import Dataset
 from test_trainer import _float32_tolerance, _GradientRecorder, make_config
 
-import nlpkd.causal
+import nlpkd.models.generation
+import nlpkd.trainer.token_level
 from nlpkd import DistillationTrainer, create_student
-from nlpkd.causal import (
+from nlpkd.data.completions import (
     CompletionCollator,
-    generate_completions,
-    is_causal_lm,
-    perplexity,
     shift_labels,
-    token_loss_scale,
     tokenize_completions,
 )
+from nlpkd.models import generate_completions, is_causal_lm
+from nlpkd.report import perplexity
+from nlpkd.trainer.token_level import token_loss_scale
 
 VOCAB = ["[PAD]", "[UNK]", "[EOS]", *WORDS]
 
@@ -227,7 +227,7 @@ def test_lm_accumulation_check_catches_a_per_micro_batch_mean(
     def per_micro_batch_mean(num_items, local, *, accumulation_steps=1, **kwargs):
         return 1.0 / accumulation_steps
 
-    monkeypatch.setattr(nlpkd.causal, "token_loss_scale", per_micro_batch_mean)
+    monkeypatch.setattr(nlpkd.trainer.token_level, "token_loss_scale", per_micro_batch_mean)
     accumulated = lm_accumulated_gradient(tmp_path, "ga", 2, 2, word_tokenizer)
     atol = _float32_tolerance(full)
     name = max(full, key=lambda n: float(full[n].abs().max()))
@@ -318,7 +318,9 @@ def test_generate_completions_is_seeded_and_cached(tmp_path, word_tokenizer, mon
     assert first["prompt"] == prompts
     assert all(1 <= len(text.split()) <= 4 for text in first["completion"])
     # Same settings: read from the cache, without generating.
-    monkeypatch.setattr(nlpkd.causal, "_generate", lambda *a: pytest.fail("generated again"))
+    monkeypatch.setattr(
+        nlpkd.models.generation, "_generate", lambda *a: pytest.fail("generated again")
+    )
     again = generate_completions(teacher, word_tokenizer, prompts, **settings)
     assert again["completion"] == first["completion"]
     monkeypatch.undo()

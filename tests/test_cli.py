@@ -557,3 +557,118 @@ def test_the_training_seed_does_not_move_the_validation_split():
     assert validation_texts("--seed", "0") == default
     other = validation_texts("--split_seed", "0")
     assert len(other) == len(default) and other != default
+
+
+def test_every_job_option_is_a_flag_and_a_keyword_of_distill_with_the_same_default():
+    """One declaration (nlpkd.jobs.JobOptions) makes both front ends: the "nlpkd: job" group of `nlpkd distill`
+    and the keywords of `nlpkd.distill` hold exactly its fields, with the same defaults."""
+    import dataclasses
+    import inspect
+
+    import nlpkd
+    from nlpkd.cli import JobArguments, build_job, parse_arguments
+    from nlpkd.jobs import JobOptions, option_names
+
+    options = set(option_names())
+    assert {"student_layers", "max_length", "deploy", "unlabeled_data", "split_seed"} <= options
+    assert {f.name for f in dataclasses.fields(JobArguments)} == options
+    # The keywords of nlpkd.distill, but those that name data, models and labels.
+    aside = {
+        "teacher",
+        "train_data",
+        "eval_data",
+        "tokenizer",
+        "labels",
+        "eval_labels",
+        "text_column",
+    }
+    aside |= {"label_column", "student", "args", "compute_metrics", "config_kwargs"}
+    keywords = inspect.signature(nlpkd.distill).parameters
+    assert set(keywords) - aside == options
+    defaults = JobOptions()
+    for name in options:
+        assert keywords[name].default == getattr(defaults, name), name
+    # The command line's defaults, once parsed, are the job's defaults.
+    job = build_job(*parse_arguments("distill", ["--output_dir", "unused"]))
+    assert job.options() == defaults.options()
+    # And a flag reaches the job as the same value the keyword gives.
+    flags = [
+        "--student_layers",
+        "0,2",
+        "--deploy",
+        "onnx-int8,int8",
+        "--augment_methods",
+        "mask,shuffle",
+    ]
+    job = build_job(*parse_arguments("distill", ["--output_dir", "unused", *flags]))
+    keyword = JobOptions(
+        student_layers=[0, 2], deploy=["int8", "onnx-int8"], augment_methods=["mask", "shuffle"]
+    )
+    assert (
+        (job.student_layers, job.deploy, job.augment_methods)
+        == (
+            keyword.student_layers,
+            keyword.deploy,
+            keyword.augment_methods,
+        )
+        == ([0, 2], ("int8", "onnx-int8"), ["mask", "shuffle"])
+    )
+
+
+def test_help_lists_nlpkd_groups_before_the_training_arguments():
+    from nlpkd.cli import _parser
+
+    text = _parser("distill").format_help()
+    positions = [text.index(title) for title in ("nlpkd: models", "nlpkd: data", "nlpkd: job")]
+    assert positions == sorted(positions)
+    training = text.index("distillation and training (DistillationConfig")
+    assert positions[-1] < training < text.index("--temperature", training)
+    assert training < text.index("--per_device_train_batch_size", training)
+
+
+def test_the_old_unlabeled_file_flag_still_works_and_warns():
+    from nlpkd.cli import parse_arguments
+
+    with pytest.warns(FutureWarning, match="--unlabeled_file is renamed --unlabeled_data"):
+        parsed = parse_arguments("distill", ["--output_dir", "x", "--unlabeled_file", "more.txt"])
+    assert parsed[2].unlabeled_data == "more.txt"
+
+
+def test_the_saved_config_records_every_option_and_the_versions(tmp_path):
+    """nlpkd_config.yaml pins every nlpkd option and distillation setting, defaults included, so that it still
+    reproduces the run once a default changes; reading it back gives the same values."""
+    import dataclasses
+
+    import transformers
+
+    import nlpkd
+    from nlpkd.cli import parse_arguments, save_config
+    from nlpkd.jobs import option_names
+
+    argv = ["--output_dir", str(tmp_path / "run"), "--temperature", "3", "--deploy", "int8"]
+    parsed = parse_arguments("distill", argv)
+    path = tmp_path / "nlpkd_config.yaml"
+    save_config(path, parsed)
+    text = path.read_text()
+    assert text.startswith(f"# nlpkd {nlpkd.__version__}, transformers {transformers.__version__}")
+    saved = yaml.safe_load(text)
+    for name in (
+        *option_names(),
+        "teacher",
+        "task",
+        "alpha_kd",
+        "alpha_attn",
+        "kd_loss",
+    ):
+        assert name in saved, name
+    # A default nlpkd chose (not transformers') is written even though it was not changed.
+    assert saved["learning_rate"] == 1e-4 and saved["num_train_epochs"] == 2.0
+    assert saved["max_length"] == 128 and saved["alpha_kd"] == 0.5
+    assert "hub_token" not in saved and "output_dir" not in saved
+    again = parse_arguments(
+        "distill", ["--config", str(path), "--output_dir", str(tmp_path / "run")]
+    )
+    for before, after in zip(parsed, again, strict=True):
+        for f in dataclasses.fields(before):
+            if f.init:
+                assert getattr(after, f.name) == getattr(before, f.name), f.name

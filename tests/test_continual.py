@@ -16,14 +16,8 @@ from test_trainer import make_config
 from transformers import DataCollatorWithPadding
 
 from nlpkd import DistillationTrainer
-from nlpkd.continual import (
-    evaluate_tasks,
-    grow_classifier,
-    learn_without_forgetting,
-    task_columns,
-)
-from nlpkd.losses import hard_label_loss, soft_kl_loss
-from nlpkd.objectives import LogitColumns
+from nlpkd.jobs import evaluate_tasks, grow_classifier, learn_without_forgetting, task_columns
+from nlpkd.losses import LogitColumns, hard_label_loss, soft_kl_loss
 
 REPO = Path(__file__).resolve().parents[1]
 

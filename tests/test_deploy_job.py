@@ -14,11 +14,11 @@ import yaml
 from conftest import FAST_CLI, SENTENCES, WORDS, tiny_bert
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizerFast
 
+import nlpkd.deploy.forms
 from nlpkd import deploy, distill
-from nlpkd import plot as plot_module
 from nlpkd.cli import main
-from nlpkd.evaluation import changed_predictions, evaluate_model, evaluate_predict
-from nlpkd.report import load_report
+from nlpkd.report import changed_predictions, evaluate_model, evaluate_predict, load_report
+from nlpkd.report import plot as plot_module
 
 FORMS = ["student-int8", "student-onnx-int8"]
 PRUNED = ["student-pruned", "student-pruned-int8", "student-pruned-onnx-int8"]
@@ -267,13 +267,13 @@ def test_the_python_keywords_build_measure_and_save_the_forms(tmp_path, tiny_tok
         max_length=16,
         use_cpu=True,
         disable_tqdm=True,
-        measure_latency=False,
+        latency_batches=0,
     )
     report = result.report
     assert [v.name for v in report.variants] == [
         "teacher", "student", "student-int8", "student-pruned", "student-pruned-int8",
     ]  # fmt: skip
-    assert all(v.latency_ms is None for v in report.variants)  # measure_latency=False
+    assert all(v.latency_ms is None for v in report.variants)  # latency_batches=0
     assert result.deploy_dir == work / "deploy"
     saved = result.save(tmp_path / "saved")
     model = deploy.load_quantized(saved / "deploy" / "student-pruned-int8")
@@ -288,7 +288,7 @@ def test_a_failed_form_leaves_no_deploy_folder(tmp_path, tiny_tokenizer, monkeyp
     def broken(*args, **kwargs):
         raise ValueError("The ONNX graph differs from PyTorch")
 
-    monkeypatch.setattr(deploy, "export_onnx", broken)
+    monkeypatch.setattr(nlpkd.deploy.forms, "export_onnx", broken)
     work = tmp_path / "work"
     with pytest.raises(ValueError, match="differs from PyTorch"):
         distill(
@@ -302,7 +302,7 @@ def test_a_failed_form_leaves_no_deploy_folder(tmp_path, tiny_tokenizer, monkeyp
             max_length=16,
             use_cpu=True,
             disable_tqdm=True,
-            measure_latency=False,
+            latency_batches=0,
         )
     assert not (work / "deploy").exists()
 
@@ -354,7 +354,7 @@ def test_evaluate_predict_gives_the_metrics_of_evaluate_model(tmp_path, tiny_tok
 
 
 def test_models_are_measured_as_float32_cpu_models_without_changing_them():
-    from nlpkd.deploy_step import _on_cpu
+    from nlpkd.jobs.deploy_step import _on_cpu
 
     model = tiny_bert(seed=5)
     assert _on_cpu(model) is model

@@ -129,16 +129,16 @@ def test_api_reference_documents_every_public_name(built_site):
 def test_api_reference_covers_every_module():
     api_page = (DOCS / "api.md").read_text(encoding="utf-8")
     modules = sorted(
-        p.stem
-        for p in (ROOT / "nlpkd").glob("*.py")
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for p in (ROOT / "nlpkd").rglob("*.py")
         if not p.stem.startswith("_") and p.stem != "cli"
     )
-    assert "quick" in modules and "losses" in modules
+    assert "nlpkd.api" in modules and "nlpkd.losses.logits" in modules
     # `::: nlpkd.config.parse_layer_map` documents a module through one of its members.
-    missing = [m for m in modules if not re.search(rf"^::: nlpkd\.{m}\b", api_page, re.MULTILINE)]
-    assert not missing, (
-        f"modules of nlpkd/ without a `::: nlpkd.MODULE` block in docs/api.md: {missing}"
-    )
+    missing = [
+        m for m in modules if not re.search(rf"^::: {re.escape(m)}\b", api_page, re.MULTILINE)
+    ]
+    assert not missing, f"modules of nlpkd/ without a `::: MODULE` block in docs/api.md: {missing}"
 
 
 # ---- docs/cli.md against the option dataclasses ---------------------------------------------
@@ -187,19 +187,20 @@ def _default(f: dataclasses.Field) -> Any:
 def _nlpkd_option_fields() -> list[dataclasses.Field]:
     from transformers import TrainingArguments
 
-    from nlpkd.cli import DataArguments, ModelArguments
+    from nlpkd.cli import DataArguments, JobArguments, ModelArguments
     from nlpkd.config import DistillationConfig
 
     training = {f.name for f in dataclasses.fields(TrainingArguments)}
     return [
         *dataclasses.fields(ModelArguments),
         *dataclasses.fields(DataArguments),
+        *dataclasses.fields(JobArguments),
         *(f for f in dataclasses.fields(DistillationConfig) if f.name not in training and f.init),
     ]
 
 
 def test_cli_page_lists_every_nlpkd_option_with_its_default():
-    from nlpkd.pipeline import TRAINING_DEFAULTS as CLI_DEFAULTS
+    from nlpkd.jobs import TRAINING_DEFAULTS as CLI_DEFAULTS
 
     rows = _cli_rows()
     fields = _nlpkd_option_fields()
@@ -221,7 +222,7 @@ def test_cli_page_lists_every_nlpkd_option_with_its_default():
 def test_cli_page_lists_every_changed_training_default():
     from transformers import TrainingArguments
 
-    from nlpkd.pipeline import TRAINING_DEFAULTS as CLI_DEFAULTS
+    from nlpkd.jobs import TRAINING_DEFAULTS as CLI_DEFAULTS
 
     rows = _cli_rows()
     training = {f.name: f for f in dataclasses.fields(TrainingArguments)}
@@ -246,9 +247,12 @@ def test_cli_page_lists_every_changed_training_default():
 def test_cli_page_names_only_existing_options():
     from transformers import TrainingArguments
 
+    from nlpkd.cli import DEPRECATED_FLAGS
+
     known = {f.name for f in _nlpkd_option_fields()} | {
         f.name for f in dataclasses.fields(TrainingArguments)
     }
+    known |= {flag.lstrip("-") for flag in DEPRECATED_FLAGS}
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     named = {
         name.replace("-", "_") for name in re.findall(r"`--(?:no[_-])?([a-z][a-z0-9_-]+)", text)
@@ -264,7 +268,7 @@ def test_cli_page_yaml_example_parses_and_the_command_line_wins(tmp_path):
     (example,) = _blocks("cli.md", "yaml")
     config = tmp_path / "sst2.yaml"
     config.write_text(example, encoding="utf-8")
-    model_args, data_args, args = parse_arguments(
+    model_args, data_args, job_args, args = parse_arguments(
         "distill",
         ["--config", str(config), "--output_dir", str(tmp_path / "out"), "--temperature", "2"],
     )
@@ -273,7 +277,7 @@ def test_cli_page_yaml_example_parses_and_the_command_line_wins(tmp_path):
     assert args.temperature == 2.0
     assert args.alpha_kd == 0.9 and args.alpha_hidden == 1.0
     assert args.layer_map == {0: 1, 1: 3, 2: 5, 3: 7, 4: 9, 5: 11}
-    assert data_args.task == "sst2" and model_args.student_layers == "6"
+    assert data_args.task == "sst2" and job_args.student_layers == "6"
 
 
 def test_command_lines_in_the_pages_parse(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from nlpkd.ensemble import TeacherEnsemble, ensemble_logits
+from nlpkd.models import TeacherEnsemble, ensemble_logits
 
 
 def test_probability_average_by_hand():
@@ -133,8 +133,8 @@ def test_the_trainer_distils_an_ensemble_given_as_a_list(tmp_path):
 def test_an_ensemble_takes_the_inputs_of_its_teachers_wherever_it_is_routed():
     """Everything that routes a batch by `forward` signature (the latency timing, the evaluation) must give an
     ensemble its teachers' inputs: its own `forward(labels, **inputs)` names none of them."""
-    from nlpkd.evaluation import measure_latency
-    from nlpkd.student import forward_input_names, select_forward_inputs
+    from nlpkd.models import forward_input_names, select_forward_inputs
+    from nlpkd.report import measure_latency
 
     ensemble = TeacherEnsemble([tiny_bert(seed=1), tiny_bert(seed=2)])
     assert forward_input_names(ensemble) == forward_input_names(tiny_bert(seed=1))

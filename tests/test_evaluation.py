@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from nlpkd import evaluation as evaluation_module
-from nlpkd.evaluation import build_report, count_parameters, measure_latency, size_on_disk_mb
+from nlpkd.report import build_report, count_parameters, measure_latency, size_on_disk_mb
+from nlpkd.report import evaluate as evaluate_module
+from nlpkd.report import measure as measure_module
 
 TEACHER_METRICS = {"validation": {"accuracy": 0.9, "f1": 0.88}, "test": {"accuracy": 0.89}}
 STUDENT_METRICS = {"validation": {"accuracy": 0.87, "f1": 0.85}, "test": {"accuracy": 0.86}}
@@ -161,7 +162,7 @@ class _ClockModel(torch.nn.Module):
 def test_measure_latency_is_the_median_of_interleaved_timed_rounds(monkeypatch):
     clock = {"now": 0.0}
     calls: list[str] = []
-    monkeypatch.setattr(evaluation_module.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(measure_module.time, "perf_counter", lambda: clock["now"])
     # Two warm-up calls that must not count (huge), then five timed rounds on one batch.
     slow = _ClockModel("a", [1000.0, 1000.0, 5.0, 1.0, 100.0, 3.0, 2.0], clock, calls)
     fast = _ClockModel("b", [1000.0, 1000.0, 7.0, 7.0, 7.0, 7.0, 8.0], clock, calls)
@@ -204,7 +205,7 @@ def test_measure_latency_rejects_bad_arguments(kwargs, message):
 
 def test_build_report_arithmetic(teacher, student, monkeypatch):
     monkeypatch.setattr(
-        evaluation_module,
+        evaluate_module,
         "measure_latency",
         lambda *args, **kwargs: {"teacher": 10.0, "student": 4.0},
     )

@@ -9,7 +9,8 @@ import torch
 from conftest import WORDS, tiny_bert_config
 from transformers import AutoModel, AutoModelForSequenceClassification, BertModel
 
-from nlpkd.general import MIN_GENERAL_TEXTS, general_distill
+from nlpkd.jobs import general_distill
+from nlpkd.jobs.general import MIN_GENERAL_TEXTS
 
 
 def corpus(n: int, seed: int = 0) -> list[str]:

@@ -16,9 +16,8 @@ from test_trainer import make_config
 from transformers import ResNetConfig, ResNetForImageClassification
 
 from nlpkd import DistillationTrainer, create_student
-from nlpkd.evaluation import build_report, evaluate_model, latency_batches
 from nlpkd.losses import hard_label_loss, soft_kl_loss
-from nlpkd.report import load_report, write_report
+from nlpkd.report import build_report, evaluate_model, latency_batches, load_report, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 

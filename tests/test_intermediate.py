@@ -11,12 +11,7 @@ from conftest import random_dataset, tiny_bert, tiny_distilbert_student
 from transformers import DataCollatorWithPadding, TrainerCallback
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd.losses import (
-    hidden_state_loss,
-    logit_distillation_loss,
-    pkd_loss,
-    relation_loss,
-)
+from nlpkd.losses import hidden_state_loss, logit_distillation_loss, pkd_loss, relation_loss
 
 
 def make_config(tmp_path, **overrides) -> DistillationConfig:

@@ -9,7 +9,7 @@ import pytest
 from transformers import EvalPrediction
 
 from nlpkd.data import TASKS, TaskSpec
-from nlpkd.metrics import compute_task_metrics, make_compute_metrics
+from nlpkd.report import compute_task_metrics, make_compute_metrics
 
 # --------------------------------------------------------------------------------------------
 # Naive references

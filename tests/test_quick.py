@@ -1,4 +1,4 @@
-"""Tests for nlpkd.quick: `distill` on lists, DataFrames and Datasets, label mapping, `save`, `finetune`."""
+"""Tests for nlpkd.api (nlpkd.distill, nlpkd.finetune): `distill` on lists, DataFrames and Datasets, label mapping, `save`, `finetune`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import torch
 from conftest import ID2LABEL, WORDS, tiny_bert
 from transformers import BertModel, pipeline
 
-from nlpkd.pipeline import TRAINING_DEFAULTS as DEFAULT_CONFIG
-from nlpkd.quick import DistillationResult, distill, finetune
+from nlpkd import DistillationConfig, DistillationResult
+from nlpkd.api import distill, finetune
+from nlpkd.jobs import TRAINING_DEFAULTS as DEFAULT_CONFIG
 
 NAMES = list(ID2LABEL.values())  # negative, neutral, positive: the tiny teacher's labels
-FAST = {"max_steps": 2, "measure_latency": False, "max_length": 24, "disable_tqdm": True}
+FAST = {"max_steps": 2, "latency_batches": 0, "max_length": 24, "disable_tqdm": True}
 
 
 def _texts(n: int, seed: int = 0) -> list[str]:
@@ -286,7 +287,7 @@ def test_report_keys_and_values(tiny_tokenizer):
     assert report["latency_batch_shape"] == [6, 16] and report["latency_num_batches"] == 1
     assert report["student_params"] < report["teacher_params"]
     assert report["train_examples"] == 12
-    assert report["distillation"]["temperature"] == DEFAULT_CONFIG["temperature"]
+    assert report["distillation"]["temperature"] == DistillationConfig.temperature
     # The teacher's accuracy on the eval texts, computed by hand.
     encoded = tiny_tokenizer(texts[:6], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -341,7 +342,7 @@ def test_settings_go_to_the_config_and_conflicts_raise(tiny_tokenizer, tmp_path)
         labels=labels,
         tokenizer=tiny_tokenizer,
         args=args,
-        measure_latency=False,
+        latency_batches=0,
     )
     assert result.trainer.args is args and result.trainer.state.global_step == 1
     with pytest.raises(
@@ -399,7 +400,7 @@ def test_teacher_path_that_is_not_a_classifier_raises(tmp_path, tiny_tokenizer):
 
     torch.manual_seed(0)
     BertModel(tiny_bert_config()).save_pretrained(tmp_path / "base")
-    with pytest.raises(ValueError, match=r"not a fine-tuned sequence classifier .*quick\.finetune"):
+    with pytest.raises(ValueError, match=r"not a fine-tuned sequence classifier .*nlpkd\.finetune"):
         distill(str(tmp_path / "base"), _texts(2), labels=[0, 1], tokenizer=tiny_tokenizer)
 
 
@@ -596,7 +597,7 @@ def test_eval_strategy_of_the_caller_does_not_break_the_final_evaluation(tiny_to
         eval_strategy="epoch",
         num_train_epochs=1,
         per_device_train_batch_size=4,
-        measure_latency=False,
+        latency_batches=0,
         max_length=24,
         disable_tqdm=True,
     )

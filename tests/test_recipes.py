@@ -73,7 +73,7 @@ def test_there_is_one_recipe_per_glue_task():
 def test_recipe_parses_into_the_values_it_states(task):
     raw = yaml.safe_load(recipe(task).read_text())
     parsed = parse(task)
-    model_args, data_args, args = parsed
+    model_args, data_args, job_args, args = parsed
 
     # Every key reached a field with its value and type (an unknown key or a bad type would raise).
     for key, value in raw.items():
@@ -90,15 +90,15 @@ def test_recipe_parses_into_the_values_it_states(task):
     assert data_args.task == task
     # The teacher is the public checkpoint fine-tuned on this very task (a copy-paste guard).
     assert model_args.teacher == [f"JeremiahZ/bert-base-uncased-{task}"]  # one --teacher
-    assert model_args.finetune_teacher == "auto"
+    assert job_args.finetune_teacher == "auto"
     # DistilBERT's layer choice: six of the teacher's twelve, first and last kept.
-    assert model_args.student_layers == "0,2,4,7,9,11"
+    assert job_args.student_layers == "0,2,4,7,9,11"
     assert args.alpha_kd + args.alpha_ce == pytest.approx(1.0)
     assert args.alpha_hidden == 0.0 and args.alpha_attn == 0.0
     assert 0.0 < args.warmup_steps < 1.0  # a ratio of the total steps, not a step count
     assert 2e-5 <= args.learning_rate <= 1e-4
     assert args.per_device_train_batch_size in (16, 32)
-    assert data_args.max_length in (64, 128)
+    assert job_args.max_length in (64, 128)
     # Mixed precision is the user's choice on the command line, not the recipe's.
     assert "fp16" not in raw and "bf16" not in raw
     assert args.fp16 is False and args.bf16 is False
@@ -131,7 +131,7 @@ def test_stsb_is_the_only_regression_recipe():
     ]
     assert regression == ["stsb"]
     # Temperature does not apply to a regression head; the recipe says so by not scaling anything.
-    assert parse("stsb")[2].temperature == 1.0
+    assert parse("stsb")[-1].temperature == 1.0
 
 
 def test_small_sets_train_longer_and_lean_on_the_teacher():
@@ -146,16 +146,16 @@ def test_small_sets_train_longer_and_lean_on_the_teacher():
 
 
 def test_command_line_flags_override_the_recipe():
-    model_args, data_args, args = parse(
+    _, _, job_args, args = parse(
         "mrpc", "--learning_rate", "1e-4", "--student_layers", "3", "--max_length", "96"
     )
     assert args.learning_rate == 1e-4
-    assert model_args.student_layers == "3"
-    assert data_args.max_length == 96
+    assert job_args.student_layers == "3"
+    assert job_args.max_length == 96
     # What was not overridden keeps the recipe's value.
     assert args.num_train_epochs == 5 and args.alpha_kd == 0.7
     # Flags written before --config win too: the file is expanded first.
-    _, _, args = parse_arguments(
+    *_, args = parse_arguments(
         "distill", ["--seed", "7", "--config", str(recipe("rte")), "--output_dir", "x"]
     )
     assert args.seed == 7

@@ -7,9 +7,8 @@ import math
 
 import pytest
 
-from nlpkd import plot as plot_module
-from nlpkd.plot import plot_report
-from nlpkd.report import Report, Variant, format_summary, load_report
+from nlpkd.report import Report, Variant, format_summary, load_report, plot_report
+from nlpkd.report import plot as plot_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TEACHER_METRICS = {"validation": {"accuracy": 0.9, "f1": 0.88}, "test": {"accuracy": 0.89}}

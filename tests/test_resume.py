@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
-from nlpkd.checkpoints import last_complete_checkpoint
+from nlpkd.trainer import last_complete_checkpoint
 
 WORKER = Path(__file__).parent / "_train_worker.py"
 

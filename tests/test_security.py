@@ -8,10 +8,11 @@ from pathlib import Path
 from conftest import tiny_bert
 
 from nlpkd import create_student
-from nlpkd.cli import ModelArguments
+from nlpkd.cli import JobArguments
+from nlpkd.jobs import JobOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted((ROOT / "nlpkd").glob("*.py"))
+SOURCES = sorted((ROOT / "nlpkd").rglob("*.py"))
 
 
 def calls(name: str):
@@ -61,7 +62,7 @@ def test_trust_remote_code_is_never_switched_on_by_nlpkd():
             assert not (isinstance(value, ast.Constant) and value.value is True), (
                 f"{file}:{node.lineno}"
             )
-    assert ModelArguments().trust_remote_code is False
+    assert JobOptions().trust_remote_code is False and JobArguments().trust_remote_code is False
 
 
 def test_students_are_saved_as_safetensors(tmp_path):

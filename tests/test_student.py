@@ -42,7 +42,7 @@ from transformers import (
     pipeline,
 )
 
-from nlpkd.student import (
+from nlpkd.models import (
     LAYER_STRATEGIES,
     SUPPORTED_FAMILIES,
     attention_probs_dropouts,
@@ -501,7 +501,7 @@ def test_create_student_strategy_errors():
 
 def test_explicit_layers_keep_the_given_order(caplog):
     teacher = make_teacher("bert")
-    with caplog.at_level(logging.WARNING, logger="nlpkd.student"):
+    with caplog.at_level(logging.WARNING, logger="nlpkd.models.student"):
         student = create_student(teacher, layers=[3, 0])
     assert "not in ascending teacher order" in caplog.text
     assert student.config.nlpkd_teacher_layers == [3, 0]
@@ -514,7 +514,7 @@ def test_explicit_layers_keep_the_given_order(caplog):
 
 
 def test_explicit_layers_sorted_do_not_warn(caplog):
-    with caplog.at_level(logging.WARNING, logger="nlpkd.student"):
+    with caplog.at_level(logging.WARNING, logger="nlpkd.models.student"):
         create_student(make_teacher("bert"), layers=(0, 3))
     assert caplog.text == ""
 
@@ -953,10 +953,10 @@ def test_qwen2_student_keeps_the_attention_type_of_each_layer(tmp_path):
 
 def test_gpt2_layer_index_scaling_warns_when_layers_move(caplog):
     teacher = make_decoder("gpt2", scale_attn_by_inverse_layer_idx=True)
-    with caplog.at_level(logging.WARNING, logger="nlpkd.student"):
+    with caplog.at_level(logging.WARNING, logger="nlpkd.models.student"):
         create_student(teacher, num_layers=2, strategy="first")
     assert caplog.text == ""
-    with caplog.at_level(logging.WARNING, logger="nlpkd.student"):
+    with caplog.at_level(logging.WARNING, logger="nlpkd.models.student"):
         create_student(teacher, num_layers=2)
     assert "scale_attn_by_inverse_layer_idx" in caplog.text
     assert "[(1, 3)]" in caplog.text
@@ -1090,7 +1090,7 @@ def test_resnet_rejects_bad_block_choices(kwargs, error, message):
 
 def test_resnet_bare_model_and_unsorted_blocks(caplog):
     teacher = make_resnet(model_cls=ResNetModel)
-    with caplog.at_level(logging.WARNING, logger="nlpkd.student"):
+    with caplog.at_level(logging.WARNING, logger="nlpkd.models.student"):
         student = create_student(teacher, layers=[[0, 2, 1], [0], [0, 1]])
     assert "[0, 2, 1] of stage 0 are not in ascending teacher order" in caplog.text
     assert type(student) is ResNetModel

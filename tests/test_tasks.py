@@ -608,7 +608,7 @@ def test_tokenize_errors(tokenizer: BertTokenizer) -> None:
 
 
 def test_label_names_come_from_the_data_first() -> None:
-    # A dataset with its own (non-official) order must not be relabelled with MNLI's order.
+    # A dataset with its own (non-official) order must not be relabeled with MNLI's order.
     features = datasets.Features(
         {
             "premise": datasets.Value("string"),

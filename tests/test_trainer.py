@@ -476,7 +476,7 @@ def test_a_student_that_takes_every_input_gets_the_whole_batch(tmp_path):
 def test_a_component_is_averaged_over_the_batches_that_had_it():
     from accelerate import Accelerator
 
-    from nlpkd.loss_log import LossLog
+    from nlpkd.trainer import LossLog
 
     log = LossLog(["kd", "ce"])
     log.add({"kd": torch.tensor(1.0), "ce": torch.tensor(0.5)})

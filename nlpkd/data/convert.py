@@ -1,5 +1,6 @@
 """Anything table-like (a `Dataset`, a pandas `DataFrame`, a dict of columns, a list of texts or pairs) as a
-`datasets.Dataset` with the text columns and a `label` column: the Python API's inputs."""
+`datasets.Dataset` with the text columns and a `label` column: the Python API's inputs.
+"""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def encode_labels(
     names: list[str] | None,
     role: str,
     owner: str,
-    remedy: str = "or a teacher fine-tuned on your labels (nlpkd.quick.finetune)",
+    remedy: str = "or a teacher fine-tuned on your labels (nlpkd.finetune)",
 ) -> datasets.Dataset:
     """Replace `label` by class ids in the order of `names` (or float32 values when `names` is None).
 
@@ -96,7 +96,7 @@ def encode_labels(
     if missing:
         raise ValueError(
             f"{role}: {len(missing)} example(s) have no label (first: row {missing[0]}). Every "
-            "training and evaluation example needs a label; drop the unlabelled rows."
+            "training and evaluation example needs a label; drop the unlabeled rows."
         )
     if names is None:
         try:

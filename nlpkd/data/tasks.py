@@ -2,6 +2,7 @@
 
 A task is described by a frozen [`TaskSpec`]: its text columns, number of labels, metrics and
 validation splits. Adding a task is adding a row to `TASKS`.
+
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def _glue(
 
 _ENTAILMENT = ("entailment", "not_entailment")
 
+
 TASKS: dict[str, TaskSpec] = {
     "cola": _glue(
         "cola",
@@ -183,7 +185,10 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }
 
+
 GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
 DEFAULT_TASK = "bbc_news"
 
 

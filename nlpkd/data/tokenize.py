@@ -6,7 +6,7 @@ from typing import Any
 
 import datasets
 
-from .readers import text_value
+from .files import text_value
 from .tasks import TaskSpec, resolve_task
 
 __all__ = ["tokenize_dataset"]

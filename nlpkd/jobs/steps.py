@@ -1,0 +1,337 @@
+"""The one distillation job: fine-tune or load the teacher, build the student, distil, evaluate, report.
+
+Both front ends build a [`DistillationJob`] and call [`run`]: `nlpkd distill` from the command line
+(`nlpkd.cli`) and `nlpkd.distill` from Python (`nlpkd.api`). Everything the job built comes back in a
+[`DistillationResult`], whose `save` writes the student and its report files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import datasets
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    set_seed,
+)
+
+from ..data.labels import (
+    label_names,
+)
+from ..data.readers import subsample
+from ..data.tokenize import tokenize_dataset
+from ..data.unlabeled import extra_training_text, with_unlabeled
+from ..models.families import check_family, num_encoder_layers
+from ..models.loading import (
+    build_student,
+    check_checkpoint,
+    hub_name,
+    load_tokenizer,
+    model_name,
+)
+from ..models.student import logger
+from ..report.evaluate import build_report, evaluate_model
+from ..report.measure import latency_batches
+from ..report.metrics import make_compute_metrics
+from ..report.report import Report
+from ..trainer.checkpoints import last_complete_checkpoint
+from ..trainer.trainer import DistillationTrainer
+from .deploy_step import check_deploy_plan, deploy_student
+from .job import DistillationJob
+from .result import DistillationResult
+from .teacher import prepare_teacher, teacher_source
+
+__all__ = ["prepare_data", "run", "run_finetune", "sampled_data"]
+
+
+def _check_student_plan(job: DistillationJob, source: PreTrainedModel | str) -> None:
+    """Fail before any fine-tuning when no student can be built from this teacher."""
+    if job.student is not None:
+        if not isinstance(job.student, PreTrainedModel):
+            check_checkpoint(job.student, "student")
+        return
+    config = (
+        source.config
+        if isinstance(source, PreTrainedModel)
+        else AutoConfig.from_pretrained(source, trust_remote_code=job.trust_remote_code)
+    )
+    check_family(config)
+    depth = num_encoder_layers(config)
+    layers = job.student_layers
+    bad = (
+        not 1 <= layers < depth
+        if isinstance(layers, int)
+        else any(not 0 <= i < depth for i in layers or [])
+    )
+    if bad:
+        shown = layers if isinstance(layers, int) else ",".join(map(str, layers))
+        raise ValueError(
+            f"student_layers {shown}: the teacher has {depth} layers, so give a number from 1 to "
+            f"{depth - 1} or layer indices from 0 to {depth - 1}."
+        )
+
+
+def sampled_data(job: DistillationJob) -> datasets.DatasetDict:
+    """The job's raw data as the run uses it: at most `max_train_samples` training rows (a subset seeded by the
+    training `seed`) and at most `max_eval_samples` rows of every other split (seeded by `split_seed`, so that a
+    seed sweep is evaluated on the same examples). Every step reads its rows from here."""
+    return datasets.DatasetDict(
+        {
+            name: subsample(split, job.max_train_samples, job.args.seed)
+            if name == "train"
+            else subsample(split, job.max_eval_samples, job.split_seed)
+            for name, split in job.data.items()
+        }
+    )
+
+
+def _max_length(job: DistillationJob, tokenizer: Any) -> int:
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < job.max_length:
+        logger.warning(
+            "max_length %d is more than the teacher's maximum of %d tokens; using %d.",
+            job.max_length,
+            model_max,
+            model_max,
+        )
+        return model_max
+    return job.max_length
+
+
+def prepare_data(
+    job: DistillationJob, raw: datasets.DatasetDict, tokenizer: Any
+) -> tuple[datasets.DatasetDict, dict[str, datasets.Dataset], int]:
+    """Tokenize the job's sampled data (at `max_length`, clamped once to the tokenizer's maximum); returns the
+    tokenized data, the evaluation splits and the `max_length` used."""
+    max_length = _max_length(job, tokenizer)
+    data = tokenize_dataset(raw, tokenizer, job.task, max_length=max_length)
+    if "train" not in data:
+        raise ValueError("No training split: pass --train_file (and --validation_file).")
+    # Without evaluation data the report is measured on the training data (which overstates the metric).
+    splits = (
+        [s for s in job.task.validation_splits if s in data]
+        or [s for s in data if s != "train"]
+        or ["train"]
+    )
+    return data, {s: data[s] for s in splits}, max_length
+
+
+def extra_rows(
+    job: DistillationJob, labeled: datasets.Dataset, tokenizer: Any, max_length: int
+) -> datasets.Dataset | None:
+    """The tokenized rows that only the teacher supervises: augmented variants of the labeled examples and the
+    unlabeled text (`None` when the job has neither); checked before any training."""
+    if job.unlabeled_data is None and not job.augment:
+        return None
+    if job.task.is_regression:
+        raise ValueError(
+            "Unlabeled text and augmentation need a classification task: a regression teacher's soft "
+            "targets are single values, so its labels would be needed anyway. Drop --unlabeled_file/--augment."
+        )
+    options: dict[str, Any] = {"seed": job.args.seed, "pair_side": job.augment_pair_side}
+    options["tokenizer"] = tokenizer
+    if job.augment_methods:
+        options["methods"] = list(job.augment_methods)
+    if job.augment_mlm:
+        options["mlm_model"] = AutoModelForMaskedLM.from_pretrained(job.augment_mlm)
+        options["mlm_tokenizer"] = AutoTokenizer.from_pretrained(job.augment_mlm)
+    if job.augment and len(job.task.text_columns) == 2:
+        logger.info("augmenting sentence pairs: pair_side=%s", job.augment_pair_side)
+    text = extra_training_text(
+        labeled,
+        job.task.text_columns,
+        unlabeled=job.unlabeled_data,
+        augment=job.augment,
+        augment_options=options,
+    )
+    raw = datasets.DatasetDict({"extra": text})
+    return tokenize_dataset(raw, tokenizer, job.task, max_length=max_length)["extra"]
+
+
+def _distil(
+    job: DistillationJob,
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    train: datasets.Dataset,
+    eval_splits: Mapping[str, datasets.Dataset],
+    tokenizer: Any,
+) -> DistillationTrainer:
+    # A job pushes once at the end, with its card: the Trainer must not push checkpoints itself, and never
+    # holds the token (it pickles its arguments into training_args.bin).
+    args = job.args
+    if args.push_to_hub or args.hub_token:
+        args = dataclasses.replace(args, push_to_hub=False, hub_token=None)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=train,
+        eval_dataset=next((d for s, d in eval_splits.items() if s != "train"), None),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=job.compute_metrics or make_compute_metrics(job.task),
+    )
+    logger.info("distilling into %d layers ...", num_encoder_layers(student))
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    return trainer
+
+
+def _measure(
+    job: DistillationJob,
+    trainer: DistillationTrainer,
+    teacher: PreTrainedModel,
+    eval_splits: Mapping[str, datasets.Dataset],
+    tokenizer: Any,
+    max_length: int,
+    names: list[str] | None,
+    timed: bool = True,
+) -> Report | None:
+    """Evaluate teacher and student (every process takes part) and measure them (the main process); without
+    `timed` their latency is left to the deploy step, which times them with the deployed forms."""
+    student = trainer.student.eval()
+    logger.info("evaluating teacher and student ...")
+    metrics = {
+        role: evaluate_model(model, eval_splits, tokenizer, job.args, job.task, job.compute_metrics)
+        for role, model in (("teacher", teacher), ("student", student))
+    }
+    # An ensemble's report lists each of its teachers too; its "teacher" row is the ensemble itself.
+    members = [
+        {
+            "name": hub_name(model_name(member)) or f"teacher {index}",
+            "metrics": evaluate_model(
+                member, eval_splits, tokenizer, job.args, job.task, job.compute_metrics
+            ),
+        }
+        for index, member in enumerate(getattr(teacher, "teachers", []), start=1)
+    ]
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        # Latency measured by several processes at once on one machine would be meaningless.
+        return None
+    main_split = next(iter(eval_splits))
+    main_metric = (
+        next(iter(metrics["student"][main_split]))
+        if job.compute_metrics is not None
+        else job.task.main_metric
+    )
+    batches = None
+    if timed and job.latency_batches > 0:
+        batches = latency_batches(
+            eval_splits[main_split],
+            tokenizer,
+            job.latency_batch_size,
+            job.latency_batches,
+            max_length,
+        )
+    source = teacher_source(job)
+    teacher_name = hub_name(source if isinstance(source, str) else model_name(source))
+    if members:
+        teacher_name = f"ensemble of {len(members)} teachers: " + ", ".join(
+            m["name"] for m in members
+        )
+    return build_report(
+        teacher,
+        student,
+        metrics["teacher"],
+        metrics["student"],
+        main_metric=main_metric,
+        main_split=main_split,
+        latency_batches=batches,
+        repeats=job.latency_repeats,
+        progress=not job.args.disable_tqdm,
+        task=job.task.name,
+        teacher_name=teacher_name or type(teacher).__name__,
+        teacher_layers=getattr(student.config, "nlpkd_teacher_layers", None),
+        student_layers=num_encoder_layers(student),
+        distillation=job.args.loss_settings(),
+        train_examples=len(trainer.train_dataset),
+        label_names=names,
+        extra={"teachers": members} if members else {},
+    )
+
+
+def _tokenizer(job: DistillationJob) -> Any:
+    if job.tokenizer is not None:
+        return job.tokenizer
+    source = teacher_source(job)
+    name = source if isinstance(source, str) else model_name(source)
+    return load_tokenizer(name, "The teacher")
+
+
+def run(job: DistillationJob) -> DistillationResult:
+    """Run a distillation job from the data to the measured student.
+
+    Args:
+        job ([`DistillationJob`]): what to distil, on what, how.
+
+    Returns:
+        [`DistillationResult`]: the trainer, the student, the teacher and the report; `result.save(folder)`
+        writes the student and its report files.
+    """
+    set_seed(job.args.seed)
+    source = teacher_source(job)
+    if isinstance(source, str):
+        check_checkpoint(source, "teacher")
+    _check_student_plan(job, source)
+    tokenizer = _tokenizer(job)
+    deploying = check_deploy_plan(job, source, tokenizer)
+    names = job.label_names or label_names(job.data, job.task)
+    raw = sampled_data(job)
+    data, eval_splits, max_length = prepare_data(job, raw, tokenizer)
+    extra = extra_rows(job, raw["train"], tokenizer, max_length)
+    teacher = prepare_teacher(job, data, tokenizer, names)
+    primary = getattr(teacher, "primary", teacher)
+    student = build_student(
+        primary, job.task, names, job.student, job.student_layers, job.trust_remote_code
+    )
+    train = data["train"] if extra is None else with_unlabeled(data["train"], extra)
+    trainer = _distil(job, teacher, student, train, eval_splits, tokenizer)
+    if trainer.stopped_by_signal:
+        return DistillationResult(
+            trainer=trainer,
+            student=trainer.student,
+            teacher=teacher,
+            tokenizer=tokenizer,
+            stopped_by_signal=trainer.stopped_by_signal,
+            checkpoint=last_complete_checkpoint(job.args.output_dir),
+        )
+    report = _measure(
+        job, trainer, teacher, eval_splits, tokenizer, max_length, names, timed=not deploying
+    )
+    deployment = None
+    if deploying and report is not None:
+        models = (teacher, trainer.student)
+        deployment = deploy_student(job, raw, report, models, tokenizer, eval_splits, max_length)
+        deployment.add_to(report)
+    return DistillationResult(
+        trainer=trainer,
+        student=trainer.student.eval(),
+        teacher=teacher,
+        report=report,
+        tokenizer=tokenizer,
+        deploy_dir=deployment.folder if deployment is not None else None,
+        dataset_name=job.task.hub_dataset[0] if job.task.hub_dataset else None,
+    )
+
+
+def run_finetune(job: DistillationJob) -> dict[str, Any]:
+    """The teacher step alone (`nlpkd finetune`): fine-tune the job's base encoder, save it with its tokenizer
+    into `args.output_dir`, and return its metrics `{"teacher": {split: {metric: value}}}`."""
+    set_seed(job.args.seed)
+    source = teacher_source(job)
+    if isinstance(source, str):
+        check_checkpoint(source, "teacher")
+    tokenizer = _tokenizer(job)
+    names = job.label_names or label_names(job.data, job.task)
+    data, eval_splits, _ = prepare_data(job, sampled_data(job), tokenizer)
+    job = dataclasses.replace(job, teacher_output_dir=job.args.output_dir)
+    teacher = prepare_teacher(job, data, tokenizer, names, finetune_only=True)
+    tokenizer.save_pretrained(job.args.output_dir)
+    metrics = evaluate_model(teacher, eval_splits, tokenizer, job.args, job.task)
+    return {"teacher": metrics}

@@ -1,0 +1,192 @@
+"""The job's teacher step: the teacher given, loaded, fine-tuned from a base encoder, or several teachers as
+one ensemble.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
+from transformers import logging as hf_logging
+
+from ..config import plain_training_arguments
+from ..data.labels import (
+    align_label_names,
+    is_generic_label_names,
+    label_maps,
+    model_label_names,
+)
+from ..data.tasks import TaskSpec
+from ..models.ensemble import TeacherEnsemble, check_teachers_agree
+from ..models.loading import (
+    check_checkpoint,
+    has_trained_head,
+    load_teacher,
+    load_tokenizer,
+    packaged_minilm_path,
+)
+from .job import DistillationJob
+
+__all__ = ["finetune_teacher"]
+
+logger = logging.getLogger("nlpkd")
+
+
+def finetune_teacher(
+    base: str,
+    data: datasets.DatasetDict,
+    task: TaskSpec,
+    names: Sequence[str] | None,
+    tokenizer: Any,
+    args: TrainingArguments,
+    *,
+    output_dir: str | Path,
+    num_train_epochs: float = 1.0,
+    learning_rate: float = 1e-4,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Fine-tune a base encoder on the task with a plain `Trainer`, save it to `output_dir` and return it.
+
+    Args:
+        base (`str`): path or Hub id of the encoder (a new classification head is initialised).
+        data (`datasets.DatasetDict`): tokenized data with a `train` split.
+        task ([`~nlpkd.data.TaskSpec`]): the task (number of labels, regression or not).
+        names (`list[str]`, *optional*): the data's class names, stored in the model config.
+        tokenizer: the encoder's tokenizer, saved with the model.
+        args (`TrainingArguments`): batch sizes, precision, seed, ... (epochs and learning rate below win).
+        output_dir (`str` or `Path`): where the fine-tuned teacher is saved.
+        num_train_epochs (`float`, *optional*, defaults to `1.0`): epochs of fine-tuning.
+        learning_rate (`float`, *optional*, defaults to `1e-4`): peak learning rate.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): passed to `from_pretrained`.
+    """
+    # The "newly initialised classifier" report is expected here: this step trains that head.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        teacher = AutoModelForSequenceClassification.from_pretrained(
+            base, trust_remote_code=trust_remote_code, **label_maps(names, task)
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    teacher_args = plain_training_arguments(
+        args,
+        output_dir=str(output_dir),
+        num_train_epochs=num_train_epochs,
+        learning_rate=learning_rate,
+        max_steps=-1,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+    )
+    trainer = Trainer(
+        model=teacher,
+        args=teacher_args,
+        train_dataset=data["train"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return trainer.model.eval()
+
+
+def _teacher_sources(job: DistillationJob) -> list[PreTrainedModel | str]:
+    teachers = job.teacher if isinstance(job.teacher, list | tuple) else [job.teacher]
+    if not teachers:
+        raise ValueError("teacher is an empty list: give one teacher, or several fine-tuned ones.")
+    return [
+        t if isinstance(t, PreTrainedModel) else str(t if t is not None else packaged_minilm_path())
+        for t in teachers
+    ]
+
+
+def teacher_source(job: DistillationJob) -> PreTrainedModel | str:
+    """The (first) teacher: its tokenizer, labels and layers define the job."""
+    return _teacher_sources(job)[0]
+
+
+def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
+    """Several fine-tuned teachers as one (they are never fine-tuned here)."""
+    teachers, tokenizers = [], []
+    for source in _teacher_sources(job):
+        if not isinstance(source, PreTrainedModel):
+            check_checkpoint(source, "teacher")
+            tokenizers.append(load_tokenizer(source, f"The teacher {source}"))
+            source = load_teacher(source, trust_remote_code=job.trust_remote_code)
+        teachers.append(source)
+    # The teachers loaded from folders must read the same token ids (their own tokenizers are there).
+    check_teachers_agree(teachers, tokenizers)
+    for teacher in teachers:
+        if not job.task.is_regression and names:
+            align_label_names(teacher, names)
+    args = job.args
+    return TeacherEnsemble(teachers, args.teacher_weights, args.temperature, args.teacher_ensemble)
+
+
+def _wants_finetuning(job: DistillationJob, source: str, finetune_only: bool) -> bool:
+    trained = has_trained_head(source, job.task, job.trust_remote_code)
+    if job.finetune_teacher == "never" and not trained:
+        raise ValueError(
+            f"--finetune_teacher never, but {source} has no trained classification head for "
+            f"{job.task.name} ({job.task.num_labels} labels): pass a fine-tuned teacher, or let nlpkd "
+            "fine-tune this one (--finetune_teacher auto)."
+        )
+    finetune = job.finetune_teacher == "always" or (job.finetune_teacher == "auto" and not trained)
+    if finetune_only and not finetune:
+        raise ValueError(
+            f"{source} already has a trained head for {job.task.name}; use --finetune_teacher always."
+        )
+    return finetune
+
+
+def prepare_teacher(
+    job: DistillationJob,
+    data: datasets.DatasetDict,
+    tokenizer: Any,
+    names: list[str] | None,
+    finetune_only: bool = False,
+) -> PreTrainedModel:
+    """The job's fine-tuned teacher: given, loaded, or fine-tuned here from a base encoder (and saved); several
+    fine-tuned teachers become one [`~nlpkd.models.TeacherEnsemble`]."""
+    if len(_teacher_sources(job)) > 1:
+        return _ensemble(job, names)
+    source = teacher_source(job)
+    if isinstance(source, PreTrainedModel):
+        # A model object is the caller's: its labels are checked against the data, never renamed.
+        if (
+            not job.task.is_regression
+            and names
+            and not is_generic_label_names(model_label_names(source) or [])
+        ):
+            align_label_names(source, names)
+        return source
+    if _wants_finetuning(job, source, finetune_only):
+        output_dir = job.teacher_output_dir or str(Path(job.args.output_dir) / "teacher")
+        logger.info("fine-tuning the teacher %s on %s ...", source, job.task.name)
+        return finetune_teacher(
+            source,
+            data,
+            job.task,
+            names,
+            tokenizer,
+            job.args,
+            output_dir=output_dir,
+            num_train_epochs=job.teacher_num_train_epochs,
+            learning_rate=job.teacher_learning_rate,
+            trust_remote_code=job.trust_remote_code,
+        )
+    teacher = load_teacher(source, trust_remote_code=job.trust_remote_code)
+    if not job.task.is_regression:
+        align_label_names(teacher, names)
+    return teacher
