@@ -214,17 +214,28 @@ def pkd_loss(
     return torch.stack(pair_losses).mean()
 
 
+def _heads_fit(heads: Sequence[int] | None, student: Tensor, teacher: Tensor) -> bool:
+    return (
+        heads is not None
+        and len(heads) == student.shape[1]
+        and all(0 <= h < teacher.shape[1] for h in heads)
+    )
+
+
 def attention_loss(
     student_attentions: Sequence[Tensor],
     teacher_attentions: Sequence[Tensor],
     attention_mask: Tensor | None = None,
     loss_type: Literal["kl", "mse", "mse_probs"] = "kl",
+    teacher_heads: Sequence[Sequence[int] | None] | None = None,
 ) -> Tensor:
     """Loss between paired student and teacher attention maps.
 
     The maps are attention probabilities (after softmax), as returned with
     `output_attentions=True` by eager attention. When the student and teacher of a pair have
-    different head counts, each map is first averaged over its heads and the head-averaged maps are
+    different head counts, student head `j` is compared with teacher head `teacher_heads[i][j]`
+    when the pair names its teacher heads (a narrow student's heads are slices of those teacher
+    heads); otherwise each map is first averaged over its heads and the head-averaged maps are
     compared.
 
     - `"kl"` (MiniLM-style) computes `KL(teacher || student)` over the key axis for every
@@ -257,6 +268,10 @@ def attention_loss(
             real token gives `0`.
         loss_type (`str`, *optional*, defaults to `"kl"`):
             `"kl"`, `"mse"` (log-probabilities) or `"mse_probs"` (probabilities).
+        teacher_heads (`Sequence[Sequence[int] | None]`, *optional*, defaults to `None`):
+            Per pair, the teacher head of each student head (`config.nlpkd_kept_heads` of a student
+            from `create_student`); used only where the head counts differ, ignored for a pair
+            whose entry is `None` or does not fit both maps.
 
     Returns:
         `torch.Tensor`: A float32 scalar.
@@ -290,6 +305,9 @@ def attention_loss(
             )
         student = student.float()
         teacher = teacher.detach().float()
+        heads = teacher_heads[i] if teacher_heads is not None else None
+        if student.shape[1] != teacher.shape[1] and _heads_fit(heads, student, teacher):
+            teacher = teacher[:, list(heads)]
         if student.shape[1] != teacher.shape[1]:
             student = student.mean(dim=1, keepdim=True)
             teacher = teacher.mean(dim=1, keepdim=True)

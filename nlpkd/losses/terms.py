@@ -7,7 +7,7 @@ Adding a term is a function in `nlpkd/losses/`, a weight or a `Literal` field in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,7 @@ def loss_components(
     relation_heads: int | None = None,
     logit_columns: LogitColumns | None = None,
     token_level: bool = False,
+    attention_heads: Sequence[Sequence[int] | None] | None = None,
 ) -> dict[str, Tensor]:
     """Each weighted term of the distillation loss, keyed as it is logged (`kd`, `ce`, `hidden`, `attn`,
     `relation`); a term whose weight is 0, or that the batch cannot give (`ce` without labels), is absent.
@@ -118,6 +119,8 @@ def loss_components(
         token_level (`bool`, *optional*, defaults to `False`): causal language models: `labels` are the
             next-token targets aligned with the logits (`shift_labels`, `-100` on prompt and padding), and the
             teacher term counts only the positions that have one. Both terms are then means over those tokens.
+        attention_heads (`list`, *optional*): per pair of the attention term, the teacher heads a narrow
+            student's heads were sliced from ([`nlpkd.models.width.kept_teacher_heads`]).
     """
     layer_map = layer_map or {}
     columns = logit_columns or LogitColumns()
@@ -154,6 +157,7 @@ def loss_components(
             [teacher_out.attentions[t] for t in layer_map.values()],
             attention_mask=attention_mask,
             loss_type=args.attn_loss,
+            teacher_heads=attention_heads,
         )
     if args.alpha_relation > 0 and relations is not None:
         components["relation"] = relation_loss(

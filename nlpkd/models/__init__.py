@@ -20,6 +20,7 @@ from .families import (
     num_encoder_layers,
 )
 from .generation import generate_completions
+from .importance import WidthScores, width_importance
 from .inputs import (
     CACHE_COLUMN,
     forward_input_names,
@@ -43,6 +44,8 @@ from .loading import (
 )
 from .student import LAYER_STRATEGIES, LayerStrategy, create_student, default_teacher_layers
 from .teacher import freeze_teacher, resolve_teacher
+from .width import KeptWidth, narrow_model, select_width
+from .width_families import WIDTH_FAMILIES
 
 __all__ = [
     "CACHE_COLUMN",
@@ -50,9 +53,12 @@ __all__ = [
     "LAYER_STRATEGIES",
     "PACKAGED_MINILM_HUB_ID",
     "SUPPORTED_FAMILIES",
+    "WIDTH_FAMILIES",
     "EncoderFamily",
+    "KeptWidth",
     "LayerStrategy",
     "TeacherEnsemble",
+    "WidthScores",
     "attention_probs_dropouts",
     "attention_projections",
     "build_student",
@@ -81,11 +87,14 @@ __all__ = [
     "load_teacher",
     "load_tokenizer",
     "model_name",
+    "narrow_model",
     "num_encoder_layers",
     "packaged_minilm_path",
     "resolve_layer_map",
     "resolve_teacher",
     "route_inputs",
+    "select_width",
     "select_forward_inputs",
     "signature_columns",
+    "width_importance",
 ]

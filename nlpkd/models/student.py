@@ -26,6 +26,8 @@ from .families import (
     num_encoder_layers,
     stage_block_lists,
 )
+from .width import apply_width, check_width_request
+from .width_families import WidthSelection
 
 __all__ = ["LAYER_STRATEGIES", "LayerStrategy", "create_student", "default_teacher_layers"]
 
@@ -146,14 +148,18 @@ def _resolve_teacher_layers(
     num_layers: int | None,
     layers: Sequence[int] | None,
     strategy: LayerStrategy,
+    narrower: bool = False,
 ) -> list[int]:
+    # A narrower student may keep every layer; one of the teacher's width must drop some.
+    most = num_teacher_layers if narrower else num_teacher_layers - 1
     if layers is None:
         if num_layers is None:
             num_layers = max(1, num_teacher_layers // 2)
         num_layers = as_int(num_layers, "num_layers")
-        if not 1 <= num_layers < num_teacher_layers:
+        if not 1 <= num_layers <= most:
+            bound = "at most" if narrower else "fewer than"
             raise ValueError(
-                f"`num_layers` must be at least 1 and fewer than the teacher's "
+                f"`num_layers` must be at least 1 and {bound} the teacher's "
                 f"{num_teacher_layers} encoder layers, got {num_layers}."
             )
         return default_teacher_layers(num_teacher_layers, num_layers, strategy)
@@ -162,7 +168,7 @@ def _resolve_teacher_layers(
         raise TypeError(f"`layers` must be a sequence of integers, got {layers!r}.")
     chosen = [as_int(index, "layers") for index in layers]
     _validate_indices(chosen, num_teacher_layers, "layer", "encoder layers", "layers")
-    if len(chosen) >= num_teacher_layers:
+    if len(chosen) > most:
         raise ValueError(
             f"`layers` names {len(chosen)} layers but a student needs fewer than the teacher's "
             f"{num_teacher_layers} encoder layers."
@@ -311,8 +317,15 @@ def create_student(
     num_layers: int | Sequence[int] | None = None,
     layers: Sequence[int] | Sequence[Sequence[int]] | None = None,
     strategy: LayerStrategy = "uniform",
+    *,
+    hidden_size: int | None = None,
+    intermediate_size: int | None = None,
+    num_attention_heads: int | None = None,
+    width_selection: WidthSelection = "importance",
+    calibration_data: Any = None,
 ) -> PreTrainedModel:
-    """Builds a student with fewer encoder layers (decoder layers, ResNet blocks) from a teacher.
+    """Builds a student with fewer encoder layers (decoder layers, ResNet blocks) from a teacher,
+    and for text encoders optionally narrower (fewer heads, feed-forward neurons, hidden channels).
 
     The student is a new model of the teacher's own class (a `*ForSequenceClassification` model, a
     bare base model such as `BertModel`, a `*ForCausalLM` decoder, a ResNet, or any other head of a
@@ -358,6 +371,27 @@ def create_student(
             (first and last layer kept, evenly spaced), `"alternate"` (`floor(i * T / S)`),
             `"first"` or `"last"`. Passing a strategy other than the default together with
             `layers` is an error.
+        hidden_size (`int`, *optional*):
+            The student's hidden size (DistilBERT's `dim`); the teacher's when unset. The head size
+            is kept, so `hidden_size = num_attention_heads * head_size`: give one, the other follows.
+            Any width argument makes the student narrower ([`nlpkd.models.width.narrow_model`]): its
+            weights are the teacher's slices, the kept indices are recorded as
+            `config.nlpkd_kept_heads` and `config.nlpkd_kept_hidden`, and it may keep all layers.
+            Text encoders only (`nlpkd.models.width_families.WIDTH_FAMILIES`).
+        intermediate_size (`int`, *optional*):
+            Feed-forward neurons per layer (DistilBERT's `hidden_dim`); the teacher's when unset.
+        num_attention_heads (`int`, *optional*):
+            Attention heads per layer (DistilBERT's `n_heads`); follows `hidden_size` when unset.
+            Each layer keeps its own heads, except MPNet, whose relative-position biases are one
+            table shared by all layers: there every layer keeps the same heads, chosen jointly.
+        width_selection (`str`, *optional*, defaults to `"importance"`):
+            Which heads, neurons and channels a narrower student keeps: `"importance"`, the ones
+            with the largest activations on `calibration_data`
+            ([`nlpkd.models.importance.width_importance`]), or `"first"`, the first ones.
+        calibration_data (*optional*):
+            For `"importance"`: a batch of the training data (a dict of tensors with `input_ids`
+            and `attention_mask`), an iterable of batches, or the teacher's
+            [`nlpkd.models.importance.WidthScores`] computed once. Required there; ignored by `"first"`.
 
     Returns:
         [`~transformers.PreTrainedModel`]: The student.
@@ -387,6 +421,14 @@ def create_student(
     family = family_of(teacher.config)
     _check_strategy(strategy)
     _check_layers_vs_strategy(layers, strategy)
+    width = check_width_request(
+        teacher.config,
+        hidden_size,
+        intermediate_size,
+        num_attention_heads,
+        width_selection,
+        calibration_data,
+    )
     if getattr(teacher.config, "is_heterogeneous", False):
         raise ValueError(
             "The teacher's config sets `per_layer_config` (layers with different settings); "
@@ -405,7 +447,9 @@ def create_student(
                 f"(`{family.num_layers_attr}`) but the model has {len(teacher_layers)}; fix the "
                 "config before creating a student."
             )
-        chosen = _resolve_teacher_layers(num_teacher_layers, num_layers, layers, strategy)
+        chosen = _resolve_teacher_layers(
+            num_teacher_layers, num_layers, layers, strategy, narrower=width is not None
+        )
         _student_config_of_stack(config, family, chosen, num_teacher_layers)
         # Plain JSON-friendly values so they round-trip through config.json.
         config.nlpkd_teacher_layers = list(chosen)
@@ -437,4 +481,6 @@ def create_student(
     # show up here as missing, unexpected or mis-shaped instead of silently staying random.
     student.load_state_dict(_remap_state_dict(teacher.state_dict(), keep), strict=True)
     student.train(teacher.training)
+    if width is not None:
+        student = apply_width(teacher, student, chosen, width)
     return student

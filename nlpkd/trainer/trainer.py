@@ -19,6 +19,7 @@ from ..models.causal import check_causal_pair
 from ..models.checks import check_tokenizers_match
 from ..models.inputs import forward_input_names, route_inputs, signature_columns
 from ..models.teacher import freeze_teacher
+from ..models.width import kept_teacher_heads
 from .cache import cached_training_set
 from .checkpoints import GracefulStop, resolve_resume_checkpoint
 from .hooks import capture_relations
@@ -99,6 +100,8 @@ class DistillationTrainer(Trainer):
         teacher = freeze_teacher(teacher, args.teacher_dtype)
         self.logit_columns = logit_columns or LogitColumns()
         self.layer_map = prepare_models(model, teacher, args, self.logit_columns)
+        # A narrow student's attention heads are compared with the teacher heads they were sliced from.
+        self.attention_heads = kept_teacher_heads(model.config, self.layer_map)
         if self.token_level and kwargs.get("data_collator") is None:
             kwargs["data_collator"] = CompletionCollator(kwargs.get("processing_class"))
         self.relation_heads = relation_heads(args, teacher) if args.alpha_relation > 0 else None
@@ -223,6 +226,7 @@ class DistillationTrainer(Trainer):
             relation_heads=self.relation_heads,
             logit_columns=self.logit_columns,
             token_level=self.token_level,
+            attention_heads=self.attention_heads,
         )
         if not components:
             raise ValueError(
