@@ -672,3 +672,46 @@ def test_the_saved_config_records_every_option_and_the_versions(tmp_path):
         for f in dataclasses.fields(before):
             if f.init:
                 assert getattr(after, f.name) == getattr(before, f.name), f.name
+
+
+@pytest.mark.parametrize("selection", ["importance", "first"])
+def test_a_narrower_student_from_the_command_line(tmp_path, tiny_tokenizer, selection):
+    """--student_hidden_size / --student_intermediate_size build a narrower student (issue 20): its weights are
+    the teacher's slices, its width is in config.json, metrics.json, the summary and the card."""
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    out = tmp_path / "out"
+    argv = ["distill", "--task", "sst2", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    argv += ["--validation_file", str(dev), "--output_dir", str(out), "--student_layers", "2"]
+    argv += ["--student_hidden_size", "16", "--student_intermediate_size", "20"]
+    argv += ["--width_selection", selection, "--alpha_attn", "1", "--alpha_hidden", "1", *FAST_CLI]
+    assert run(argv) == 0
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    config = student.config
+    assert (config.hidden_size, config.num_attention_heads, config.intermediate_size) == (16, 2, 20)
+    assert config.num_hidden_layers == 2 and config.nlpkd_width_selection == selection
+    assert len(config.nlpkd_kept_hidden) == 16 and all(len(h) == 2 for h in config.nlpkd_kept_heads)
+    if selection == "first":
+        assert config.nlpkd_kept_hidden == list(range(16))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["student_width"] == {
+        "hidden_size": 16,
+        "num_attention_heads": 2,
+        "intermediate_size": 20,
+        "selection": selection,
+    }
+    assert "narrowed to hidden 16, 2 heads, 20 feed-forward neurons" in (out / "README.md").read_text()
+    saved = yaml.safe_load((out / "nlpkd_config.yaml").read_text())
+    assert saved["student_hidden_size"] == 16 and saved["width_selection"] == selection
+
+
+def test_a_width_that_the_heads_cannot_make_fails_before_any_training(tmp_path, tiny_tokenizer, capsys):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train, dev = write_sst2(tmp_path)
+    argv = ["distill", "--task", "sst2", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    argv += ["--validation_file", str(dev), "--output_dir", str(tmp_path / "out")]
+    argv += ["--student_hidden_size", "12", *FAST_CLI]
+    assert run(argv) == 2
+    error = capsys.readouterr().err
+    assert "8 x 8 = 64" not in error and "1 x 8 = 8, 2 x 8 = 16" in error
+    assert not (tmp_path / "out").exists()

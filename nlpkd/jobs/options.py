@@ -78,6 +78,21 @@ class JobOptions:
         student_layers (`int` or `list[int]`, *optional*):
             The depth of the student built from the teacher, or the teacher layers it copies (0-based; on the
             command line a comma list, `0,2,4`). Defaults to half the teacher's layers.
+        student_hidden_size (`int`, *optional*):
+            The hidden size of a narrower student built from the teacher ([`~nlpkd.create_student`]): its weights
+            are slices of the teacher's and the head size is kept, so this sets the number of heads too. Defaults
+            to the teacher's.
+        student_intermediate_size (`int`, *optional*):
+            Feed-forward neurons per layer of a narrower student; the teacher's by default.
+        student_heads (`int`, *optional*):
+            Attention heads per layer of a narrower student (hidden size = heads x the teacher's head size);
+            follows `student_hidden_size` by default.
+        width_selection (`str`, *optional*, defaults to `"importance"`):
+            Which heads, neurons and hidden channels a narrower student keeps: `"importance"`, those with the
+            teacher's largest mean activations on `width_calibration_samples` training examples (Minitron), or
+            `"first"`.
+        width_calibration_samples (`int`, *optional*, defaults to `256`):
+            Training examples (a seeded subset) the importance scores are measured on.
         finetune_teacher (`str`, *optional*, defaults to `"auto"`):
             `"auto"` fine-tunes a teacher that has no trained head for the task, `"always"` fine-tunes it
             anyway, `"never"` refuses a teacher without one.
@@ -135,6 +150,27 @@ class JobOptions:
         "Student depth N, or the teacher layers to copy as a comma list, e.g. '0,2,4'. Default: half the "
         "teacher's layers.",
         cli_type=str,
+    )
+    student_hidden_size: int | None = _option(
+        None,
+        "Hidden size of a narrower student built from the teacher: its weights are slices of the teacher's, "
+        "and the head size is kept (so this sets the heads too). Default: the teacher's.",
+    )
+    student_intermediate_size: int | None = _option(
+        None, "Feed-forward neurons per layer of a narrower student. Default: the teacher's."
+    )
+    student_heads: int | None = _option(
+        None,
+        "Attention heads per layer of a narrower student (the head size is kept: hidden size = heads x head "
+        "size). Default: follows --student_hidden_size.",
+    )
+    width_selection: Literal["importance", "first"] = _option(
+        "importance",
+        "Which heads, neurons and hidden channels a narrower student keeps: 'importance' (the teacher's largest "
+        "mean activations on --width_calibration_samples training examples) or 'first'.",
+    )
+    width_calibration_samples: int = _option(
+        256, "Training examples the importance of heads, neurons and channels is measured on."
     )
     finetune_teacher: Literal["auto", "always", "never"] = _option(
         "auto",
@@ -219,6 +255,15 @@ class JobOptions:
         self.deploy = parse_forms(self.deploy)
         if isinstance(self.vocabulary_file, Path):
             self.vocabulary_file = str(self.vocabulary_file)
+
+    def width(self) -> dict[str, Any]:
+        """`create_student`'s width arguments of these options (without the calibration data)."""
+        return {
+            "hidden_size": self.student_hidden_size,
+            "intermediate_size": self.student_intermediate_size,
+            "num_attention_heads": self.student_heads,
+            "width_selection": self.width_selection,
+        }
 
     def options(self) -> dict[str, Any]:
         """The job options alone, by name (what `nlpkd_config.yaml` records besides the training settings)."""

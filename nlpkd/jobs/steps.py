@@ -36,6 +36,7 @@ from ..models.loading import (
     model_name,
 )
 from ..models.student import logger
+from ..models.width import check_width_request, width_summary
 from ..report.evaluate import build_report, evaluate_model
 from ..report.measure import latency_batches
 from ..report.metrics import make_compute_metrics
@@ -47,12 +48,22 @@ from .job import DistillationJob
 from .result import DistillationResult
 from .teacher import prepare_teacher, teacher_source
 
-__all__ = ["prepare_data", "run", "run_finetune", "sampled_data"]
+__all__ = ["calibration_batches", "prepare_data", "run", "run_finetune", "sampled_data"]
+
+
+# The job options that ask for a narrower student (create_student's names).
+_WIDTH_SIZES = ("hidden_size", "intermediate_size", "num_attention_heads")
 
 
 def _check_student_plan(job: DistillationJob, source: PreTrainedModel | str) -> None:
     """Fail before any fine-tuning when no student can be built from this teacher."""
+    narrower = any(job.width()[size] is not None for size in _WIDTH_SIZES)
     if job.student is not None:
+        if narrower:
+            raise ValueError(
+                "--student_hidden_size, --student_intermediate_size and --student_heads build a narrower "
+                "student from the teacher; with --student (a student of your own) leave them out."
+            )
         if not isinstance(job.student, PreTrainedModel):
             check_checkpoint(job.student, "student")
         return
@@ -62,10 +73,13 @@ def _check_student_plan(job: DistillationJob, source: PreTrainedModel | str) -> 
         else AutoConfig.from_pretrained(source, trust_remote_code=job.trust_remote_code)
     )
     check_family(config)
+    # The sizes and the family, now; the calibration batches come once the data is tokenized.
+    check_width_request(config, **{**job.width(), "width_selection": "first"})
     depth = num_encoder_layers(config)
+    most = depth if narrower else depth - 1
     layers = job.student_layers
     bad = (
-        not 1 <= layers < depth
+        not 1 <= layers <= most
         if isinstance(layers, int)
         else any(not 0 <= i < depth for i in layers or [])
     )
@@ -73,8 +87,26 @@ def _check_student_plan(job: DistillationJob, source: PreTrainedModel | str) -> 
         shown = layers if isinstance(layers, int) else ",".join(map(str, layers))
         raise ValueError(
             f"student_layers {shown}: the teacher has {depth} layers, so give a number from 1 to "
-            f"{depth - 1} or layer indices from 0 to {depth - 1}."
+            f"{most} or layer indices from 0 to {depth - 1}."
         )
+
+
+def calibration_batches(
+    job: DistillationJob, train: datasets.Dataset, tokenizer: Any
+) -> list[dict[str, Any]] | None:
+    """Padded batches of `width_calibration_samples` training examples (a subset seeded by the training `seed`)
+    that a narrower student's importance scores are measured on; `None` when the job needs none."""
+    narrower = any(job.width()[size] is not None for size in _WIDTH_SIZES)
+    if not narrower or job.width_selection != "importance":
+        return None
+    rows = subsample(train, job.width_calibration_samples, job.args.seed)
+    rows = rows.select_columns([c for c in rows.column_names if c in tokenizer.model_input_names])
+    collate = DataCollatorWithPadding(tokenizer)
+    size = job.args.per_device_eval_batch_size
+    return [
+        collate([rows[i] for i in range(s, min(s + size, len(rows)))])
+        for s in range(0, len(rows), size)
+    ]
 
 
 def sampled_data(job: DistillationJob) -> datasets.DatasetDict:
@@ -249,6 +281,7 @@ def _measure(
         teacher_name=teacher_name or type(teacher).__name__,
         teacher_layers=getattr(student.config, "nlpkd_teacher_layers", None),
         student_layers=num_encoder_layers(student),
+        student_width=width_summary(student.config),
         distillation=job.args.loss_settings(),
         train_examples=len(trainer.train_dataset),
         label_names=names,
@@ -288,7 +321,14 @@ def run(job: DistillationJob) -> DistillationResult:
     teacher = prepare_teacher(job, data, tokenizer, names)
     primary = getattr(teacher, "primary", teacher)
     student = build_student(
-        primary, job.task, names, job.student, job.student_layers, job.trust_remote_code
+        primary,
+        job.task,
+        names,
+        job.student,
+        job.student_layers,
+        job.trust_remote_code,
+        **job.width(),
+        calibration_data=calibration_batches(job, data["train"], tokenizer),
     )
     train = data["train"] if extra is None else with_unlabeled(data["train"], extra)
     trainer = _distil(job, teacher, student, train, eval_splits, tokenizer)

@@ -5,7 +5,6 @@ batch (Minitron, Muralidharan et al. 2024), read by forward hooks in evaluation 
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from .inputs import select_forward_inputs
 from .width_families import (
     WidthFamily,
     family_layers,
@@ -72,15 +72,9 @@ def _calibration_batches(data: Any) -> Iterator[Mapping[str, Any]]:
 
 def _forward_kwargs(model: PreTrainedModel, batch: Mapping[str, Any]) -> dict[str, Any]:
     # The model's named inputs only: a batch from a collator also carries labels and other columns.
-    parameters = inspect.signature(model.forward).parameters
-    named = {
-        n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
-    named.discard("labels")
     return {
         key: value.to(model.device) if isinstance(value, Tensor) else value
-        for key, value in batch.items()
-        if key in named
+        for key, value in select_forward_inputs(model, batch).items()
     }
 
 

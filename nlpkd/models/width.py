@@ -552,3 +552,26 @@ def kept_teacher_heads(
     if not kept:
         return None
     return [list(kept[s]) if 0 <= s < len(kept) else None for s in layer_map]
+
+
+def width_summary(config: PreTrainedConfig) -> dict[str, Any] | None:
+    """A narrow student's widths and how its units were chosen, as reports state them; `None` for a student of
+    its teacher's width (no `nlpkd_width_selection` in its config).
+
+    Args:
+        config (`PreTrainedConfig`): the student's config.
+
+    Returns:
+        `dict` or `None`: `hidden_size`, `num_attention_heads`, `intermediate_size` (under these names for every
+        family) and `selection` (`"importance"` or `"first"`).
+    """
+    selection = getattr(config, "nlpkd_width_selection", None)
+    if selection is None:
+        return None
+    hidden, heads, intermediate, _ = teacher_widths(config, width_family(config))
+    return {
+        "hidden_size": hidden,
+        "num_attention_heads": heads,
+        "intermediate_size": intermediate,
+        "selection": selection,
+    }

@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import LOSS_SETTINGS
 from .report import Report
-from .text import deployment_notes, variants_table
+from .text import deployment_notes, describe_width, variants_table
 
 __all__ = ["build_model_card", "write_model_card"]
 
@@ -287,6 +287,8 @@ def build_model_card(
     model_name = model_name or f"{teacher_name.rstrip('/').split('/')[-1]}-nlpkd-{layers}L"
     card_data = _card_data(report, model_name, dataset_name, license)
     depth = f"a {layers}-layer student" if layers else "a student"
+    if report.student_width:
+        depth += f" narrowed to {describe_width(report.student_width)}"
     if teacher_layers is None:
         origin = (
             f"{depth} that was not initialised from teacher layers, distilled from `{teacher_name}`"

@@ -50,6 +50,8 @@ class Report(Mapping):
         teacher_name (`str`, *optional*): Hub id or local name of the teacher.
         teacher_layers (`list[int]`, *optional*): the teacher layers the student was built from.
         student_layers (`int`, *optional*): the student's number of layers.
+        student_width (`dict`, *optional*): a narrower student's `hidden_size`, `num_attention_heads`,
+            `intermediate_size` and how its units were chosen (`selection`); `None` at the teacher's width.
         distillation (`dict`, *optional*): the loss settings (`DistillationConfig.loss_settings()`).
         train_examples (`int`, *optional*): examples the student was trained on.
         label_names (`list[str]`, *optional*): the class names in id order.
@@ -69,6 +71,7 @@ class Report(Mapping):
     teacher_name: str | None = None
     teacher_layers: list[int] | None = None
     student_layers: int | None = None
+    student_width: dict[str, Any] | None = None
     distillation: dict[str, Any] = field(default_factory=dict)
     train_examples: int | None = None
     label_names: list[str] | None = None
@@ -144,6 +147,7 @@ class Report(Mapping):
             "teacher_name": self.teacher_name,
             "teacher_layers": self.teacher_layers,
             "student_layers": self.student_layers,
+            "student_width": self.student_width,
             "distillation": self.distillation,
             "train_examples": self.train_examples,
             "label_names": self.label_names,

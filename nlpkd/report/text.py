@@ -174,6 +174,8 @@ def format_summary(report: Report | Mapping[str, Any]) -> str:
         lines.append(f"retention: {retention:.1%} of the teacher's {main}")
     if report.get("param_reduction") is not None:
         lines.append(f"parameter reduction: {report['param_reduction']:.1%}")
+    if report.get("student_width"):
+        lines.append(f"student width: {describe_width(report['student_width'])}")
     if report.get("speedup") is not None:
         shape = report.get("latency_batch_shape")
         shape_text = f"batch x seq {shape[0]} x {shape[1]}" if shape and len(shape) == 2 else ""
@@ -209,3 +211,11 @@ def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
         for row in rows
     ]
     return [lines[0], "-" * len(lines[0]), *lines[1:]]
+
+
+def describe_width(width: Mapping[str, Any]) -> str:
+    """A narrow student's widths in words, e.g. `hidden 192, 6 heads, 768 feed-forward neurons (importance)`."""
+    return (
+        f"hidden {width['hidden_size']}, {width['num_attention_heads']} heads, "
+        f"{width['intermediate_size']} feed-forward neurons ({width['selection']})"
+    )
