@@ -20,6 +20,7 @@ from ..models.checks import check_tokenizers_match
 from ..models.inputs import forward_input_names, route_inputs, signature_columns
 from ..models.teacher import freeze_teacher
 from ..models.width import kept_teacher_heads
+from .accumulation import loss_scales, step_counts
 from .cache import cached_training_set
 from .checkpoints import GracefulStop, resolve_resume_checkpoint
 from .hooks import capture_relations
@@ -33,7 +34,7 @@ from .preparation import (
     trainable_student,
 )
 from .projections import StudentWithProjections, save_student
-from .token_level import next_token_targets, term_scales
+from .token_level import next_token_targets
 
 __all__ = ["DistillationTrainer"]
 
@@ -128,6 +129,7 @@ class DistillationTrainer(Trainer):
         if args.teacher_cache and self.train_dataset is not None:
             self.train_dataset = cached_training_set(self.train_dataset, self, self._teacher_keys)
         self.stopped_by_signal: str | None = None
+        self.step_unit_counts: dict[str, torch.Tensor] | None = None
         # Set by the job (nlpkd.jobs) to write nlpkd's card from its report; see create_model_card.
         self.model_card_writer: Callable[[str], Any] | None = None
         names = [name for name in LOSS_COMPONENTS if args.loss_weights[name] > 0]
@@ -149,8 +151,6 @@ class DistillationTrainer(Trainer):
     def teacher_model(self) -> nn.Module:
         """The teacher (a model or an ensemble), whatever wraps it for distributed inference."""
         return self.accelerator.unwrap_model(self.teacher)
-
-    # ---- training, saving and the model card ----------------------------------------------------
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """[`~transformers.Trainer.train`], made safe to interrupt and resume.
@@ -195,8 +195,6 @@ class DistillationTrainer(Trainer):
         kwargs.setdefault("finetuned_from", self.teacher_model.config.name_or_path or None)
         super().create_model_card(tags=[*tags, "distillation", "nlpkd"], **kwargs)
 
-    # ---- the loss ----------------------------------------------------------------------------
-
     def compute_loss(
         self,
         model: nn.Module,
@@ -233,11 +231,7 @@ class DistillationTrainer(Trainer):
                 "No loss component could be computed: alpha_ce is the only weight > 0 but the batch has no "
                 "labels. Add labels to the data or set alpha_kd > 0."
             )
-        scales = {}
-        if self.token_level:
-            steps = getattr(self, "current_gradient_accumulation_steps", 1)
-            counts = (num_items_in_batch, steps, self.accelerator.num_processes)
-            scales = term_scales(targets, *counts, args=args, training=model.training)
+        scales = loss_scales(self, inputs, targets, num_items_in_batch, training=model.training)
         loss = sum(args.loss_weights[n] * scales.get(n, 1.0) * v for n, v in components.items())
         check_finite(loss, components, teacher_out.get("logits"), self.state.global_step)
         self._loss_logs["train" if model.training else "eval"].add(components)
@@ -247,13 +241,18 @@ class DistillationTrainer(Trainer):
             return loss, SequenceClassifierOutput(logits=logits)
         return loss
 
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device):
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        # Every term is normalised over the units of the whole step (trainer/accumulation.py).
+        gather = self.args.average_tokens_across_devices
+        self.step_unit_counts = step_counts(batches, self.accelerator, gather)
+        return batches, num_items_in_batch
+
     def _targets(self, inputs: Mapping[str, Any]) -> torch.Tensor | None:
         # Causal LMs learn the next token at every position: the labels shifted onto the logits.
         if self.token_level:
             return next_token_targets(inputs, self.student, self.teacher_model)
         return inputs.get("labels")
-
-    # ---- evaluation and logging ---------------------------------------------------------------
 
     def prediction_step(
         self,
