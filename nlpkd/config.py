@@ -152,8 +152,9 @@ class DistillationConfig(TrainingArguments):
             the probabilities), masked on query and key padding.
         layer_map (`dict[int, int]` or `str`, *optional*):
             Student encoder layer -> teacher encoder layer (0-based) for the hidden and attention terms. Defaults
-            to the teacher layers the student was built from (recorded by [`create_student`]), else a uniform
-            map whose last student layer meets the last teacher layer. On the command line: `"0:1,1:3,2:5"`.
+            to TinyBERT's end-of-block map ([`default_layer_map`]): student layer `i` of `S` meets teacher layer
+            `round((i + 1) T / S) - 1` of `T`, so the last student layer meets the last teacher layer, whichever
+            teacher layers the student was built from. On the command line: `"0:1,1:3,2:5"`.
         relation_teacher_layer (`int`, *optional*, defaults to `-1`):
             The teacher layer of the relation term (0-based; negative counts from the end: `-1` is the last, as in
             MiniLM; MiniLMv2 takes an upper-middle layer of large teachers).
@@ -241,7 +242,8 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "Student layer -> teacher layer for the hidden/attention terms, e.g. '0:1,1:3,2:5' "
-            "(0-based). Default: the layers the student was built from, else uniform."
+            "(0-based). Default: TinyBERT's end-of-block map, student layer i to teacher layer round((i+1)T/S)-1 "
+            "(the last meets the last)."
         },
     )
     relation_teacher_layer: int = field(

@@ -3,9 +3,8 @@
 Each test feeds one bad input to the command (`nlpkd.cli.main`, in process) and to the Python function
 underneath it, and checks both: the command exits with status 2 and prints exactly one line on stderr,
 `nlpkd: error: ...`, without a traceback; the Python call raises a `ValueError` (or a subclass) whose
-message is the same text. docs/reliability.md notes the rows that differ: a Hub id that transformers
-cannot resolve raises its own `OSError`, a base encoder given as teacher has a Python message of its
-own, and empty or over-long texts (or a `--max_length` past the model's maximum) are not errors: the
+message is the same text. docs/reliability.md notes the rows that differ: a base encoder given as teacher
+has a Python message of its own, and empty or over-long texts (or a `--max_length` past the model's maximum) are not errors: the
 run completes.
 """
 
@@ -585,20 +584,40 @@ def test_teacher_path_that_does_not_exist(kit, tmp_path, capsys):
     check_teacher_row(kit, tmp_path, capsys, tmp_path / "no-such-teacher", "does not exist")
 
 
-def test_teacher_hub_id_that_is_not_cached_offline(kit, tmp_path, capsys):
-    # A Hub id (not a local path) is transformers' business: its OSError is printed as one line.
+@pytest.mark.parametrize("name", ["someone/no-such-model", "data/nope", "nope"])
+def test_teacher_that_is_neither_a_folder_nor_a_cached_hub_model(
+    kit, tmp_path, capsys, monkeypatch, name
+):
+    # A mistyped folder (data/nope) reads like a Hub id: the message says both, not a Hub connection error.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     message = one_line_error(
-        *run_cli(kit.argv(tmp_path / "out", teacher="someone/no-such-model"), capsys),
-        "couldn't find them in the cached files",
+        *run_cli(kit.argv(tmp_path / "out", teacher=name), capsys),
+        f"The teacher {name} cannot be found: there is no folder {name} (relative to ",
     )
+    assert "no Hub model of that id is in the local Hugging Face cache while the Hub is offline" in message
     student, args = student_of(), config(tmp_path)
-    assert (
-        raised(
-            lambda: DistillationTrainer(model=student, teacher="someone/no-such-model", args=args),
-            OSError,
-        )
-        == message
+    call = lambda: DistillationTrainer(model=student, teacher=name, args=args)  # noqa: E731
+    assert raised(call) == message
+
+
+def test_teacher_that_is_neither_a_folder_nor_a_hub_model_online(kit, tmp_path, capsys, monkeypatch):
+    import httpx2
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    import nlpkd.models.loading
+
+    def not_found(repo_id, **kwargs):
+        # What huggingface_hub raises for an id the Hub does not know.
+        request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+        raise RepositoryNotFoundError(f"404 {repo_id}", response=httpx2.Response(404, request=request))
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(nlpkd.models.loading, "model_info", not_found)
+    message = one_line_error(
+        *run_cli(kit.argv(tmp_path / "out", teacher="data/nope"), capsys),
+        "there is no folder data/nope (relative to ",
     )
+    assert "and the Hub has no model data/nope (or it is private" in message
 
 
 @pytest.mark.parametrize("content", ["tokenizer-only", "empty"])

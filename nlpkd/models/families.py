@@ -283,13 +283,13 @@ def check_family(config: PreTrainedConfig) -> None:
     family_of(config)
 
 
-def flat_family(model: PreTrainedModel, role: str, use: str) -> EncoderFamily:
+def flat_family(model: PreTrainedModel, role: str, use: str, remedy: str) -> EncoderFamily:
+    # remedy: the weights to set to 0, e.g. "alpha_attn=0"; the message names only those.
     family = family_of(model.config)
     if family.blocks_path is not None:
         raise ValueError(
             f"The {role} (model_type {model.config.model_type!r}) groups its blocks in stages, "
-            f"which {use} does not support; set alpha_hidden=0 and alpha_attn=0 to distil it on "
-            "its outputs only."
+            f"which {use} does not support; set {remedy}."
         )
     return family
 
@@ -336,7 +336,12 @@ def attention_projections(
         `ValueError`: If the family has no separate projections in the table (GPT-2 fuses them in
             one `c_attn`; decoders and ResNet are not covered), or `layer_index` is out of range.
     """
-    family = flat_family(model, "model", "the query/key/value relations")
+    family = flat_family(
+        model,
+        "model",
+        "the query/key/value relations",
+        "alpha_relation=0 (the hidden-state term compares stage outputs and works on it)",
+    )
     paths = (family.query_path, family.key_path, family.value_path)
     if any(path is None for path in paths):
         raise ValueError(
@@ -375,7 +380,12 @@ def attention_probs_dropouts(model: PreTrainedModel) -> list[torch.nn.Module]:
             not covered: Llama-style ones read a float from the config instead; ResNet has no
             attention).
     """
-    family = flat_family(model, "model", "attention dropout control")
+    family = flat_family(
+        model,
+        "model",
+        "the attention-map term",
+        "alpha_attn=0 (the hidden-state term compares stage outputs and works on it)",
+    )
     if family.attention_dropout_path is None:
         raise ValueError(
             f"model_type {model.config.model_type!r} has no attention-dropout module in "

@@ -54,8 +54,10 @@ def default_layer_map(student: PreTrainedModel, teacher: PreTrainedModel) -> dic
     """
     if is_staged(student) and is_staged(teacher):
         return _stage_map(student, teacher)
-    flat_family(student, "student", "the layer map of the intermediate losses")
-    flat_family(teacher, "teacher", "the layer map of the intermediate losses")
+    # Reached only when one of the two is staged (two staged models map stage to stage above).
+    use, remedy = "a layer map against the other model's layers", "alpha_hidden=0 and alpha_attn=0"
+    flat_family(student, "student", use, remedy)
+    flat_family(teacher, "teacher", use, remedy)
     num_student = num_encoder_layers(student)
     num_teacher = num_encoder_layers(teacher)
     if num_student > num_teacher:

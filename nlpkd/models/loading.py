@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import errors as hub_errors
+from huggingface_hub import model_info, try_to_load_from_cache
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -75,9 +78,12 @@ def hub_name(name_or_path: str) -> str:
 
 
 def check_checkpoint(path: str | Path, role: str = "teacher") -> None:
-    """Raise a `ValueError` that says what to do when a local `path` cannot hold a saved model.
+    """Raise a `ValueError` that says what to do when `path` names no saved model.
 
-    Hub ids (`name` or `namespace/name`) are left to `from_pretrained`, which reports its own errors.
+    A local-looking path (absolute, `./...`, `~/...`, two or more `/`) must be a folder with a `config.json`.
+    A string that could be a Hub id (`name` or `namespace/name`) and is no local folder is looked up: in the
+    local Hugging Face cache when offline, else on the Hub; when it is found in neither, the error says both
+    (a mistyped folder such as `data/nope` must not read as a Hub connection error).
 
     Args:
         path (`str` or `Path`): a folder written by `save_pretrained`, or a Hub id.
@@ -90,6 +96,7 @@ def check_checkpoint(path: str | Path, role: str = "teacher") -> None:
         local.exists() or local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     )
     if not looks_local:
+        _check_hub_model(text, role)
         return
     if not local.exists():
         raise ValueError(
@@ -101,6 +108,40 @@ def check_checkpoint(path: str | Path, role: str = "teacher") -> None:
             f"The {role} folder {text} has no config.json, so it holds no saved model: give the "
             "folder that save_pretrained wrote (config.json, the weights and the tokenizer files)."
         )
+
+
+def _check_hub_model(repo_id: str, role: str) -> None:
+    """Fail when a would-be Hub id is neither a local folder nor a model of the Hub (or its local cache)."""
+    folder = f"there is no folder {repo_id} (relative to {Path.cwd()})"
+    if hub_constants.HF_HUB_OFFLINE:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return
+        raise ValueError(
+            f"The {role} {repo_id} cannot be found: {folder}, and no Hub model of that id is in the local "
+            "Hugging Face cache while the Hub is offline (HF_HUB_OFFLINE=1). Give the folder save_pretrained "
+            "wrote, or the id of a downloaded model."
+        )
+    try:
+        model_info(repo_id, timeout=10)
+    except hub_errors.GatedRepoError:
+        return  # it exists; from_pretrained reports the access problem itself
+    except hub_errors.RepositoryNotFoundError:
+        raise ValueError(
+            f"The {role} {repo_id} cannot be found: {folder}, and the Hub has no model {repo_id} (or it is "
+            "private: log in with `hf auth login`). Give the folder save_pretrained wrote, or a Hub model id."
+        ) from None
+    except hub_errors.HFValidationError:
+        raise ValueError(
+            f"The {role} {repo_id} cannot be found: {folder}, and it is no valid Hub model id. Give the "
+            "folder save_pretrained wrote, or a Hub model id such as `bert-base-uncased`."
+        ) from None
+    except hub_errors.HfHubHTTPError:
+        return  # another answer of the Hub (a server error, ...): from_pretrained reports it
+    except Exception as err:  # noqa: BLE001 - the transport's own errors (no connection, a timeout)
+        raise ValueError(
+            f"The {role} {repo_id} cannot be found: {folder}, and the Hub could not be reached to look the "
+            f"id up ({type(err).__name__}). Give the folder save_pretrained wrote, or check the connection."
+        ) from None
 
 
 def has_trained_head(teacher: str, task: TaskSpec, trust_remote_code: bool = False) -> bool:
