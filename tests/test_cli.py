@@ -700,12 +700,16 @@ def test_a_narrower_student_from_the_command_line(tmp_path, tiny_tokenizer, sele
         "intermediate_size": 20,
         "selection": selection,
     }
-    assert "narrowed to hidden 16, 2 heads, 20 feed-forward neurons" in (out / "README.md").read_text()
+    assert (
+        "narrowed to hidden 16, 2 heads, 20 feed-forward neurons" in (out / "README.md").read_text()
+    )
     saved = yaml.safe_load((out / "nlpkd_config.yaml").read_text())
     assert saved["student_hidden_size"] == 16 and saved["width_selection"] == selection
 
 
-def test_a_width_that_the_heads_cannot_make_fails_before_any_training(tmp_path, tiny_tokenizer, capsys):
+def test_a_width_that_the_heads_cannot_make_fails_before_any_training(
+    tmp_path, tiny_tokenizer, capsys
+):
     teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
     train, dev = write_sst2(tmp_path)
     argv = ["distill", "--task", "sst2", "--teacher", str(teacher_dir), "--train_file", str(train)]
@@ -715,3 +719,91 @@ def test_a_width_that_the_heads_cannot_make_fails_before_any_training(tmp_path, 
     error = capsys.readouterr().err
     assert "8 x 8 = 64" not in error and "1 x 8 = 8, 2 x 8 = 16" in error
     assert not (tmp_path / "out").exists()
+
+
+def write_csv(path, labels):
+    rows = [
+        "text,label",
+        *(f"{SENTENCES[i % len(SENTENCES)]},{label}" for i, label in enumerate(labels)),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def named_teacher(folder, tokenizer, names):
+    """A fine-tuned classifier whose labels have names."""
+    model = tiny_bert(
+        seed=1,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_classifier_with_another_label_count_gets_a_new_head(tmp_path, tiny_tokenizer):
+    """Issue 19, item 1: a 2-label classifier and 3 classes in the CSV (was: RuntimeError about
+    ignore_mismatched_sizes). --finetune_teacher auto fine-tunes it with a new 3-class head."""
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    classes = ["sport", "tech", "politics"] * 4
+    train = write_csv(tmp_path / "train.csv", classes)
+    val = write_csv(tmp_path / "val.csv", classes[:6])
+    out = tmp_path / "out"
+    argv = ["distill", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    argv += ["--validation_file", str(val), "--output_dir", str(out), *FAST_CLI]
+    assert run(argv) == 0
+    fine_tuned = AutoModelForSequenceClassification.from_pretrained(out / "teacher")
+    assert fine_tuned.config.num_labels == 3
+    assert sorted(fine_tuned.config.id2label.values()) == ["politics", "sport", "tech"]
+    # The teacher step alone, from the command line and from Python, re-heads it the same way.
+    again = tmp_path / "teacher-only"
+    argv = ["finetune", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    assert run([*argv, "--validation_file", str(val), "--output_dir", str(again), *FAST_CLI]) == 0
+    assert AutoModelForSequenceClassification.from_pretrained(again).config.num_labels == 3
+    import nlpkd
+
+    model = nlpkd.finetune(
+        str(teacher_dir), [SENTENCES[i % 8] for i in range(12)], labels=classes, max_steps=1,
+        output_dir=str(tmp_path / "python"), use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    assert model.config.num_labels == 3
+
+
+def test_never_fine_tuning_a_classifier_of_another_label_count_says_so(
+    tmp_path, tiny_tokenizer, capsys
+):
+    teacher_dir = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
+    train = write_csv(tmp_path / "train.csv", ["a", "b", "c"] * 4)
+    argv = ["distill", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    argv += ["--finetune_teacher", "never", "--output_dir", str(tmp_path / "out"), *FAST_CLI]
+    assert run(argv) == 2
+    error = capsys.readouterr().err
+    assert "is a sequence classifier with 2 labels, but custom has 3" in error
+    assert "no trained classification head" not in error
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [["sport", "tech"] * 6, [0, 2] * 6],
+    ids=["two of its three named classes", "integer ids of its classes"],
+)
+def test_a_named_teacher_teaches_data_in_its_classes_without_a_new_head(
+    tmp_path, tiny_tokenizer, labels
+):
+    """Issue 19, items 1 and 8: a 3-class teacher with named labels and a CSV that holds 2 of its classes by
+    name, or integer ids that index its classes: the data takes the teacher's classes, nothing is re-headed."""
+    names = ["sport", "politics", "tech"]
+    teacher_dir = named_teacher(tmp_path / "teacher", tiny_tokenizer, names)
+    train = write_csv(tmp_path / "train.csv", labels)
+    val = write_csv(tmp_path / "val.csv", labels[:4])
+    out = tmp_path / "out"
+    argv = ["distill", "--teacher", str(teacher_dir), "--train_file", str(train)]
+    argv += ["--validation_file", str(val), "--output_dir", str(out), "--finetune_teacher", "never"]
+    assert run([*argv, *FAST_CLI]) == 0
+    assert not (out / "teacher").exists()  # not fine-tuned
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.id2label == dict(enumerate(names))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["label_names"] == names

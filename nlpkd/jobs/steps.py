@@ -46,7 +46,7 @@ from ..trainer.trainer import DistillationTrainer
 from .deploy_step import check_deploy_plan, deploy_student
 from .job import DistillationJob
 from .result import DistillationResult
-from .teacher import prepare_teacher, teacher_source
+from .teacher import adopt_teacher_labels, prepare_teacher, teacher_source
 
 __all__ = ["calibration_batches", "prepare_data", "run", "run_finetune", "sampled_data"]
 
@@ -312,6 +312,7 @@ def run(job: DistillationJob) -> DistillationResult:
     if isinstance(source, str):
         check_checkpoint(source, "teacher")
     _check_student_plan(job, source)
+    job = adopt_teacher_labels(job)
     tokenizer = _tokenizer(job)
     deploying = check_deploy_plan(job, source, tokenizer)
     names = job.label_names or label_names(job.data, job.task)

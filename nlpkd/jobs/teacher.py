@@ -4,6 +4,7 @@ one ensemble.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import datasets
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -24,13 +26,15 @@ from ..data.labels import (
     align_label_names,
     is_generic_label_names,
     label_maps,
+    label_names,
     model_label_names,
 )
-from ..data.tasks import TaskSpec
+from ..data.tasks import TaskSpec, custom_task
 from ..models.ensemble import TeacherEnsemble, check_teachers_agree
 from ..models.loading import (
     check_checkpoint,
     has_trained_head,
+    is_classifier_checkpoint,
     load_teacher,
     load_tokenizer,
     packaged_minilm_path,
@@ -69,12 +73,17 @@ def finetune_teacher(
         learning_rate (`float`, *optional*, defaults to `1e-4`): peak learning rate.
         trust_remote_code (`bool`, *optional*, defaults to `False`): passed to `from_pretrained`.
     """
-    # The "newly initialised classifier" report is expected here: this step trains that head.
+    # The "newly initialised classifier" report is expected here: this step trains that head (a new one
+    # replaces a checkpoint's head of another label count).
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
+        # A classifier checkpoint with another number of labels gets a new head: only the head's shape differs.
         teacher = AutoModelForSequenceClassification.from_pretrained(
-            base, trust_remote_code=trust_remote_code, **label_maps(names, task)
+            base,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=True,
+            **label_maps(names, task),
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -137,10 +146,17 @@ def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
 def _wants_finetuning(job: DistillationJob, source: str, finetune_only: bool) -> bool:
     trained = has_trained_head(source, job.task, job.trust_remote_code)
     if job.finetune_teacher == "never" and not trained:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=job.trust_remote_code)
+        head = (
+            f"is a sequence classifier with {config.num_labels} labels, but {job.task.name} has "
+            f"{job.task.num_labels}"
+            if is_classifier_checkpoint(source, job.trust_remote_code)
+            else f"has no trained classification head for {job.task.name}"
+        )
         raise ValueError(
-            f"--finetune_teacher never, but {source} has no trained classification head for "
-            f"{job.task.name} ({job.task.num_labels} labels): pass a fine-tuned teacher, or let nlpkd "
-            "fine-tune this one (--finetune_teacher auto)."
+            f"--finetune_teacher never, but {source} {head}: pass a teacher fine-tuned on these "
+            f"{job.task.num_labels} classes, or let nlpkd fine-tune this one with a new head "
+            "(--finetune_teacher auto)."
         )
     finetune = job.finetune_teacher == "always" or (job.finetune_teacher == "auto" and not trained)
     if finetune_only and not finetune:
@@ -190,3 +206,56 @@ def prepare_teacher(
     if not job.task.is_regression:
         align_label_names(teacher, names)
     return teacher
+
+
+def _label_map_to(teacher_names: list[str], data_names: list[str]) -> dict[int, int] | None:
+    """Data label id -> teacher label id when the teacher knows every data class: by name (the data may hold
+    a subset of the teacher's classes), or when the data's classes are integer ids that index the teacher's."""
+    position = {name: i for i, name in enumerate(teacher_names)}
+    if all(name in position for name in data_names):
+        return {i: position[name] for i, name in enumerate(data_names)}
+    if all(name.isdigit() and int(name) < len(teacher_names) for name in data_names):
+        return {i: int(name) for i, name in enumerate(data_names)}
+    return None
+
+
+def adopt_teacher_labels(job: DistillationJob) -> DistillationJob:
+    """Your own data in the classes of a fine-tuned teacher that knows them.
+
+    A teacher fine-tuned on 3 named classes can teach a CSV that holds 2 of them, or integer ids that index its
+    classes: the data's labels become the teacher's ids, the task the teacher's classes, and nothing is
+    re-headed or fine-tuned. Applies to custom data (GLUE tasks have fixed classes), to one teacher given as a
+    path or Hub id with named labels, unless `finetune_teacher="always"` asks for a new head.
+
+    Args:
+        job ([`DistillationJob`]): the job.
+
+    Returns:
+        [`DistillationJob`]: the job itself, or a copy whose `data`, `task` and `label_names` are the
+        teacher's.
+    """
+    source = teacher_source(job)
+    if job.task.name != "custom" or job.task.is_regression or job.finetune_teacher == "always":
+        return job
+    if len(_teacher_sources(job)) > 1 or not isinstance(source, str):
+        return job
+    if not is_classifier_checkpoint(source, job.trust_remote_code):
+        return job
+    config = AutoConfig.from_pretrained(source, trust_remote_code=job.trust_remote_code)
+    teacher_names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    data_names = label_names(job.data, job.task)
+    if config.num_labels < 2 or is_generic_label_names(teacher_names) or not data_names:
+        return job
+    mapping = _label_map_to(teacher_names, data_names)
+    if mapping is None or (teacher_names == data_names):
+        return job
+    features = next(iter(job.data.values())).features.copy()
+    features["label"] = datasets.ClassLabel(names=teacher_names)
+    data = job.data.map(
+        lambda row: {"label": mapping[row["label"]]},
+        features=features,
+        desc="labels as the teacher's classes",
+    )
+    logger.info("the data's labels %s are the teacher's classes %s", data_names, teacher_names)
+    task = custom_task(job.task.text_columns, config.num_labels)
+    return dataclasses.replace(job, data=data, task=task, label_names=teacher_names)
