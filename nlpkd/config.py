@@ -173,8 +173,10 @@ class DistillationConfig(TrainingArguments):
             runs while teacher, data and tokenization are unchanged). Logits only: the hidden-state and
             attention losses need the live teacher, so they cannot be combined with it.
         teacher_cache_dir (`str`, *optional*):
-            Folder of the cache for a training set that lives in memory (default: `OUTPUT_DIR/teacher_cache`).
-            A dataset read from files keeps the cache beside its own `datasets` cache files.
+            Folder of the cache for a training set that lives in memory; by default a folder of the Hugging Face
+            datasets cache (`HF_DATASETS_CACHE/nlpkd_teacher_logits`), shared by every run, so another run with
+            the same teacher and data reuses the logits whatever its `output_dir`. A dataset read from files
+            keeps the cache beside its own `datasets` cache files.
         teacher_weights (`list[float]`, *optional*):
             With several teachers, the weight of each one's soft targets (normalised to sum to 1); equal weights
             by default.
@@ -279,7 +281,8 @@ class DistillationConfig(TrainingArguments):
     teacher_cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Cache folder for an in-memory training set (default: OUTPUT_DIR/teacher_cache)."
+            "help": "Cache folder for an in-memory training set (default: HF_DATASETS_CACHE/nlpkd_teacher_logits, "
+            "shared by every run)."
         },
     )
     teacher_weights: list[float] | None = field(

@@ -125,3 +125,28 @@ def test_cache_is_reused_only_for_the_same_teacher_and_data(tmp_path, tiny_token
 def test_cache_with_intermediate_losses_is_refused(tmp_path):
     with pytest.raises(ValueError, match="teacher_cache stores the teacher's logits only"):
         DistillationConfig(output_dir=str(tmp_path), teacher_cache=True, alpha_hidden=1.0)
+
+
+def test_a_second_run_in_another_output_dir_reuses_the_cache(tmp_path, tiny_tokenizer, monkeypatch):
+    """Issue 19, item 6: without teacher_cache_dir the cache lives in the Hugging Face datasets cache, keyed by
+    the teacher's and the data's fingerprints, so a run in another output directory computes no logits."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    calls = []
+    for name in ("first", "second"):
+        teacher = tiny_bert(seed=1)
+        counter = ForwardCounter(teacher)
+        args = config(tmp_path, name, teacher_cache=True, teacher_cache_dir=None)
+        DistillationTrainer(
+            model=create_student(teacher, num_layers=2),
+            teacher=teacher,
+            args=args,
+            train_dataset=random_dataset(12, 8, vary_length=True),
+            processing_class=tiny_tokenizer,
+        )
+        calls.append(counter.calls)  # the teacher forwards that filled the cache
+    assert calls[0] > 0 and calls[1] == 0
+    cached = list((tmp_path / "hf-datasets" / "nlpkd_teacher_logits").glob("teacher-logits-*.arrow"))
+    assert len(cached) == 1
+    assert not (tmp_path / "first" / "teacher_cache").exists()

@@ -64,7 +64,7 @@ def test_a_corpus_too_small_is_refused(tmp_path, tiny_tokenizer):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenizer, capsys):
+def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenizer, capfd):
     import json
 
     from conftest import FAST_CLI
@@ -85,7 +85,7 @@ def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenize
             "--num_train_epochs", "1", "--disable_tqdm", "true", "--use_cpu", "true",
         ]
     )  # fmt: skip
-    assert status == 0, capsys.readouterr().err
+    assert status == 0, capfd.readouterr().err
     metrics = json.loads((general / "general_metrics.json").read_text())
     assert metrics["student_layers"] == [0, 3] and metrics["texts"] > 100
     assert set(metrics["held_out_loss"]) == {"before", "after"}
@@ -95,6 +95,13 @@ def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenize
     task_teacher = save_teacher(tmp_path / "teacher", tiny_tokenizer, num_labels=2)
     train, dev = write_sst2(tmp_path)
     out = tmp_path / "task"
+    capfd.readouterr()
+    import logging
+
+    reports = []
+    recorder = logging.Handler()
+    recorder.emit = lambda record: reports.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(recorder)
     status = main(
         [
             "distill", "--task", "sst2", "--teacher", str(task_teacher), "--student", str(general),
@@ -102,8 +109,13 @@ def test_the_general_distill_command_then_the_task_stage(tmp_path, tiny_tokenize
             *FAST_CLI,
         ]
     )  # fmt: skip
-    assert status == 0, capsys.readouterr().err
+    printed = capfd.readouterr()
+    assert status == 0, printed.err
     assert json.loads((out / "metrics.json").read_text())["student_layers"] == 2
+    # Issue 19, item 7: no "MISSING ... newly initialized" report for the head that nlpkd fills from the teacher.
+    logging.getLogger("transformers").removeHandler(recorder)
+    assert not [r for r in reports if "MISSING" in r or "newly initialized" in r], reports
+    assert "starts its classifier.bias, classifier.weight" in printed.out
 
 
 def test_a_base_student_checkpoint_starts_from_the_teachers_head(tmp_path):

@@ -19,7 +19,6 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers import logging as hf_logging
 
 from ..config import plain_training_arguments
 from ..data.labels import (
@@ -38,6 +37,7 @@ from ..models.loading import (
     load_teacher,
     load_tokenizer,
     packaged_minilm_path,
+    quiet_transformers,
 )
 from .job import DistillationJob
 
@@ -75,9 +75,7 @@ def finetune_teacher(
     """
     # The "newly initialised classifier" report is expected here: this step trains that head (a new one
     # replaces a checkpoint's head of another label count).
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quiet_transformers():
         # A classifier checkpoint with another number of labels gets a new head: only the head's shape differs.
         teacher = AutoModelForSequenceClassification.from_pretrained(
             base,
@@ -85,8 +83,6 @@ def finetune_teacher(
             ignore_mismatched_sizes=True,
             **label_maps(names, task),
         )
-    finally:
-        hf_logging.set_verbosity(verbosity)
     teacher_args = plain_training_arguments(
         args,
         output_dir=str(output_dir),

@@ -5,8 +5,10 @@ Every loader checks what it can before any work starts and says what to do in it
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,13 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
+from transformers import logging as hf_logging
 
 from ..data.labels import align_label_names, label_maps
 from ..data.tasks import TaskSpec
 from .student import create_student
+
+logger = logging.getLogger("nlpkd")
 
 __all__ = [
     "PACKAGED_MINILM_HUB_ID",
@@ -36,6 +41,7 @@ __all__ = [
     "load_tokenizer",
     "model_name",
     "packaged_minilm_path",
+    "quiet_transformers",
 ]
 
 
@@ -250,15 +256,36 @@ def _load_student_checkpoint(
         )
         align_label_names(student, names, role="student")
         return student
-    student, info = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        trust_remote_code=trust_remote_code,
-        output_loading_info=True,
-        **label_maps(names, task),
-    )
-    if teacher is not None:
-        copy_missing_weights(student, teacher, info["missing_keys"])
+    # transformers would report the new head as MISSING and newly initialised, though the teacher's head fills
+    # it just below: nlpkd says what it did instead.
+    with quiet_transformers():
+        student, info = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **label_maps(names, task),
+        )
+    missing = list(info["missing_keys"])
+    copied = copy_missing_weights(student, teacher, missing) if teacher is not None else []
+    if copied:
+        logger.info(
+            "the student %s starts its %s from the teacher's", path, ", ".join(sorted(copied))
+        )
+    fresh = sorted(set(missing) - set(copied))
+    if fresh:
+        logger.warning("the student %s starts %s from random weights", path, ", ".join(fresh))
     return student
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' loading reports (errors still show) while nlpkd reports what it did itself."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def copy_missing_weights(

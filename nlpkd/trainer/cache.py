@@ -20,7 +20,15 @@ from torch import nn
 from ..data.fingerprint import dataset_fingerprint, teacher_fingerprint
 from ..models.inputs import CACHE_COLUMN
 
-__all__ = ["add_teacher_logits", "cached_training_set"]
+__all__ = ["add_teacher_logits", "cached_training_set", "default_cache_dir"]
+
+
+def default_cache_dir() -> str:
+    """Where teacher logits of a training set held in memory are cached unless `teacher_cache_dir` says
+    otherwise: a folder of the Hugging Face datasets cache (`HF_DATASETS_CACHE`), shared by every run, so a second
+    run with the same teacher and data reuses them whatever its output directory. The files are named after
+    the fingerprint of the teacher's weights and of the tokenized data, so nothing else ever reads them."""
+    return os.path.join(datasets.config.HF_DATASETS_CACHE, "nlpkd_teacher_logits")
 
 
 def add_teacher_logits(
@@ -101,7 +109,7 @@ def cached_training_set(dataset: Any, trainer: Any, input_names: Iterable[str]) 
     Args:
         dataset (`datasets.Dataset`): the tokenized training set.
         trainer ([`~nlpkd.DistillationTrainer`]): gives the teacher, the collator, the device and the
-            cache folder (`teacher_cache_dir`, else `OUTPUT_DIR/teacher_cache`).
+            cache folder (`teacher_cache_dir`, else [`default_cache_dir`]).
         input_names (`Iterable[str]`): the batch keys the teacher takes.
     """
     if not isinstance(dataset, datasets.Dataset):
@@ -110,7 +118,7 @@ def cached_training_set(dataset: Any, trainer: Any, input_names: Iterable[str]) 
             "so the logits can be stored as a column; convert it with datasets.Dataset.from_dict/from_pandas."
         )
     args = trainer.args
-    cache_dir = args.teacher_cache_dir or os.path.join(args.output_dir, "teacher_cache")
+    cache_dir = args.teacher_cache_dir or default_cache_dir()
     # The main process writes the Arrow file; the others then read it instead of recomputing.
     with args.main_process_first(desc="teacher logits cache"):
         return add_teacher_logits(
