@@ -52,7 +52,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "attn_mse": {"alpha_attn": 0.01, "attn_loss": "mse"},
     "hidden_attn": {"alpha_hidden": 1.0, "alpha_attn": 1.0},
     "relation": {"alpha_relation": 1.0},
-    "pkd": {"alpha_hidden": 10.0, "hidden_loss": "pkd"},
+    # PKD's published weights 100 to 500 are alpha_hidden = beta / width here (docs/losses.md): 0.26 to 1.3.
+    "pkd": {"alpha_hidden": 0.5, "hidden_loss": "pkd"},
 }
 # Beyond the labelled set (issue 13): each adds to the best single-stage recipe (--base_recipe).
 BEYOND: dict[str, dict[str, Any]] = {

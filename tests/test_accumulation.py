@@ -48,7 +48,11 @@ def pad(rows: list[dict]) -> dict[str, torch.Tensor]:
     ids = [row["input_ids"] + [0] * (width - len(row["input_ids"])) for row in rows]
     mask = [row["attention_mask"] + [0] * (width - len(row["attention_mask"])) for row in rows]
     labels = [row["label"] for row in rows]
-    return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+    return {
+        "input_ids": torch.tensor(ids),
+        "attention_mask": torch.tensor(mask),
+        "labels": torch.tensor(labels),
+    }
 
 
 class _GradientRecorder(TrainerCallback):
@@ -56,10 +60,14 @@ class _GradientRecorder(TrainerCallback):
         self.grads: dict[str, torch.Tensor] = {}
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        self.grads = {
+            n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
+        }
 
 
-def step_gradient(tmp_path, term: str, batch_size: int, accumulation: int) -> dict[str, torch.Tensor]:
+def step_gradient(
+    tmp_path, term: str, batch_size: int, accumulation: int
+) -> dict[str, torch.Tensor]:
     """The gradient of the first optimizer step over the four examples, in one batch or accumulated."""
     teacher = tiny_bert(seed=1)
     student = create_student(teacher, num_layers=2)

@@ -594,13 +594,18 @@ def test_teacher_that_is_neither_a_folder_nor_a_cached_hub_model(
         *run_cli(kit.argv(tmp_path / "out", teacher=name), capsys),
         f"The teacher {name} cannot be found: there is no folder {name} (relative to ",
     )
-    assert "no Hub model of that id is in the local Hugging Face cache while the Hub is offline" in message
+    assert (
+        "no Hub model of that id is in the local Hugging Face cache while the Hub is offline"
+        in message
+    )
     student, args = student_of(), config(tmp_path)
     call = lambda: DistillationTrainer(model=student, teacher=name, args=args)  # noqa: E731
     assert raised(call) == message
 
 
-def test_teacher_that_is_neither_a_folder_nor_a_hub_model_online(kit, tmp_path, capsys, monkeypatch):
+def test_teacher_that_is_neither_a_folder_nor_a_hub_model_online(
+    kit, tmp_path, capsys, monkeypatch
+):
     import httpx2
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -609,7 +614,9 @@ def test_teacher_that_is_neither_a_folder_nor_a_hub_model_online(kit, tmp_path, 
     def not_found(repo_id, **kwargs):
         # What huggingface_hub raises for an id the Hub does not know.
         request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
-        raise RepositoryNotFoundError(f"404 {repo_id}", response=httpx2.Response(404, request=request))
+        raise RepositoryNotFoundError(
+            f"404 {repo_id}", response=httpx2.Response(404, request=request)
+        )
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr(nlpkd.models.loading, "model_info", not_found)

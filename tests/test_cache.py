@@ -147,6 +147,8 @@ def test_a_second_run_in_another_output_dir_reuses_the_cache(tmp_path, tiny_toke
         )
         calls.append(counter.calls)  # the teacher forwards that filled the cache
     assert calls[0] > 0 and calls[1] == 0
-    cached = list((tmp_path / "hf-datasets" / "nlpkd_teacher_logits").glob("teacher-logits-*.arrow"))
+    cached = list(
+        (tmp_path / "hf-datasets" / "nlpkd_teacher_logits").glob("teacher-logits-*.arrow")
+    )
     assert len(cached) == 1
     assert not (tmp_path / "first" / "teacher_cache").exists()

@@ -72,7 +72,9 @@ def test_intermediate_terms_a_resnet_lacks_say_what_to_do(tmp_path):
     teacher = tiny_resnet(seed=1)
     for weight in ("alpha_attn", "alpha_relation"):
         # The advice names the term that cannot work, and not alpha_hidden, which does work on a ResNet.
-        with pytest.raises(ValueError, match=f"groups its blocks in stages.*set {weight}=0") as error:
+        with pytest.raises(
+            ValueError, match=f"groups its blocks in stages.*set {weight}=0"
+        ) as error:
             DistillationTrainer(
                 model=create_student(teacher, num_layers=1),
                 teacher=teacher,

@@ -61,17 +61,44 @@ def test_a_student_equal_to_its_teacher_has_zero_attention_loss_under_dropout(
     assert loss.item() == pytest.approx(0.0, abs=1e-5)
 
 
-def test_only_the_attention_probability_dropout_is_switched_off(tmp_path):
+def test_only_the_attention_probability_dropout_is_off_and_only_in_the_students_forward(
+    tmp_path, tiny_tokenizer
+):
+    """The maps are compared before dropout, but the student keeps the dropout of its config outside its
+    forward passes: after training it is the model its config describes (issue 19, item 10)."""
     teacher = tiny_bert(seed=1, attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.2)
     student = create_student(teacher, num_layers=2)
-    DistillationTrainer(model=student, teacher=teacher, args=make_config(tmp_path, alpha_attn=1.0))
     layer = student.bert.encoder.layer[0]
-    assert layer.attention.self.dropout.p == 0.0
+    seen = []
+
+    def record(module, inputs, output):
+        if module.training:  # the training forwards, not the probe of the models at the start
+            seen.append((module.self.dropout.p, layer.output.dropout.p))
+
+    layer.attention.register_forward_hook(record)
+    args = make_config(tmp_path, alpha_attn=1.0, max_steps=2)
+    trainer = DistillationTrainer(
+        model=student, teacher=teacher, args=args, train_dataset=random_dataset(8, 8)
+    )
+    trainer.train()
+    # Every training forward: maps undropped, the other dropouts as configured.
+    assert seen and all(entry == (0.0, 0.2) for entry in seen)
+    assert layer.attention.self.dropout.p == 0.3 == student.config.attention_probs_dropout_prob
     assert layer.output.dropout.p == 0.2 and student.bert.embeddings.dropout.p == 0.2
-    # Without the attention term nothing changes.
+    # Without the attention term nothing changes, even inside the forward.
     other = create_student(teacher, num_layers=2)
-    DistillationTrainer(model=other, teacher=teacher, args=make_config(tmp_path, alpha_hidden=1.0))
-    assert other.bert.encoder.layer[0].attention.self.dropout.p == 0.3
+    seen.clear()
+
+    def record_other(module, inputs, output):
+        if module.training:
+            seen.append(module.self.dropout.p)
+
+    other.bert.encoder.layer[0].attention.register_forward_hook(record_other)
+    args = make_config(tmp_path, alpha_hidden=1.0, max_steps=1)
+    DistillationTrainer(
+        model=other, teacher=teacher, args=args, train_dataset=random_dataset(4, 8)
+    ).train()
+    assert seen and set(seen) == {0.3}
 
 
 # ---- defect 2 and 7: end-of-block map, embedding term -------------------------------------------

@@ -12,9 +12,9 @@ from torch import Tensor
 
 from ..config import DistillationConfig
 from ..models.families import attention_projections
-from .preparation import absolute_layer_index
+from .preparation import absolute_layer_index, undropped_attention
 
-__all__ = ["capture_attention_projections", "capture_relations"]
+__all__ = ["capture_attention_projections", "capture_relations", "student_forward"]
 
 
 @contextlib.contextmanager
@@ -69,3 +69,27 @@ def capture_relations(
         capture_attention_projections(teacher, args.relation_teacher_layer) as teacher_qkv,
     ):
         yield student_qkv, teacher_qkv
+
+
+@contextlib.contextmanager
+def student_forward(
+    args: DistillationConfig, heads: int | None, student: Any, teacher: Any
+) -> Iterator[tuple[list, list] | None]:
+    """What the loss needs around the forward passes of a step: the relation layers' projections recorded
+    ([`capture_relations`]) and the student's attention maps taken before dropout
+    ([`~nlpkd.trainer.preparation.undropped_attention`]).
+
+    Args:
+        args ([`DistillationConfig`]): the loss settings.
+        heads (`int`, *optional*): the relation heads, `None` when the relation term is off.
+        student ([`~transformers.PreTrainedModel`]): the student, unwrapped.
+        teacher ([`~transformers.PreTrainedModel`]): the teacher, unwrapped.
+
+    Yields:
+        The relations' `[query, key, value]` of both models, or `None` when the relation term is off.
+    """
+    with (
+        capture_relations(args, heads, student, teacher) as relations,
+        undropped_attention(student, args),
+    ):
+        yield relations

@@ -4,7 +4,8 @@ attention dropout, the layer map, learned projections, and the teacher's outputs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -20,7 +21,14 @@ from ..models.layer_map import resolve_layer_map
 from ..models.teacher import resolve_teacher
 from .projections import with_projections
 
-__all__ = ["check_pair", "prepare_models", "relation_heads", "teacher_outputs", "trainable_student"]
+__all__ = [
+    "check_pair",
+    "prepare_models",
+    "relation_heads",
+    "teacher_outputs",
+    "trainable_student",
+    "undropped_attention",
+]
 
 
 def check_pair(student: Any, teacher: Any, args: Any) -> Any:
@@ -89,8 +97,8 @@ def prepare_models(
             # getter exists); tests/test_internals.py pins it.
             if model.config._attn_implementation != "eager":
                 model.set_attn_implementation("eager")
-        for dropout in attention_probs_dropouts(student):
-            dropout.p = 0.0
+        # Fails now for a family whose layers have no attention-probability dropout (a ResNet's stages).
+        attention_probs_dropouts(student)
     intermediate = args.alpha_hidden > 0 or args.alpha_attn > 0
     layer_map = resolve_layer_map(student, primary, args.layer_map) if intermediate else {}
     for role, model in (("student", student), ("teacher", primary)):
@@ -134,3 +142,27 @@ def relation_heads(args: DistillationConfig, teacher: Any) -> int:
 
 def absolute_layer_index(model: Any, index: int) -> int:
     return index + num_encoder_layers(model) if index < 0 else index
+
+
+@contextlib.contextmanager
+def undropped_attention(student: Any, args: DistillationConfig) -> Iterator[None]:
+    """The student's attention-probability dropout off for one forward pass, restored after it.
+
+    The attention term compares the maps eager attention returns, which in train mode are the dropped-out ones:
+    compared before dropout, a student equal to its teacher scores 0. Only this forward is affected; the
+    model's settings stay those of its config, before, during the backward pass and after training. Nothing
+    changes when the attention term is off.
+
+    Args:
+        student ([`~transformers.PreTrainedModel`]): the student, unwrapped.
+        args ([`DistillationConfig`]): `alpha_attn` says whether the attention term is on.
+    """
+    dropouts = attention_probs_dropouts(student) if args.alpha_attn > 0 else []
+    saved = [dropout.p for dropout in dropouts]
+    for dropout in dropouts:
+        dropout.p = 0.0
+    try:
+        yield
+    finally:
+        for dropout, p in zip(dropouts, saved, strict=True):
+            dropout.p = p

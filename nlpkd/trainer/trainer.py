@@ -23,7 +23,7 @@ from ..models.width import kept_teacher_heads
 from .accumulation import loss_scales, step_counts
 from .cache import cached_training_set
 from .checkpoints import GracefulStop, resolve_resume_checkpoint
-from .hooks import capture_relations
+from .hooks import student_forward
 from .loss_log import LossLog, check_finite
 from .placement import place_teacher
 from .preparation import (
@@ -207,7 +207,7 @@ class DistillationTrainer(Trainer):
         targets = self._targets(inputs)
         # An ensemble's first teacher gives the per-layer outputs.
         models = (self.student, getattr(self.teacher_model, "primary", self.teacher_model))
-        with capture_relations(args, self.relation_heads, *models) as relations:
+        with student_forward(args, self.relation_heads, *models) as relations:
             student_out = model(**route_inputs(self._student_keys, inputs), **requests)
             teacher_out = teacher_outputs(
                 self.teacher, self._teacher_keys, inputs, requests, relations
