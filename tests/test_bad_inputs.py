@@ -1047,3 +1047,13 @@ def test_bad_vocabulary_file(kit, tmp_path, capsys, flags, phrase):
         phrase.format(**paths),
         python=python_distill(teacher, tmp_path, kit.tokenizer, **options),
     )
+
+
+def test_a_width_option_with_a_student_of_your_own(kit, tmp_path, capsys):
+    student = save(tmp_path / "student", student_of(), kit.tokenizer)
+    argv = kit.argv(tmp_path / "out", "--student", str(student), "--student_hidden_size", "16")
+    message = one_line_error(
+        *run_cli(argv, capsys),
+        "--student_hidden_size, --student_intermediate_size and --student_heads build a narrower student",
+    )
+    assert message.endswith("with --student (a student of your own) leave them out.")
