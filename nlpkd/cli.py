@@ -445,6 +445,10 @@ def run_distill(
     result.save(output_dir, model_name=args.hub_model_id or output_dir.name, command=command)
     if result.report is None:  # not the main process
         return {}
+    if result.search is not None:
+        # The file repeats the run: the chosen recipe, without searching again.
+        args = dataclasses.replace(args, **result.search.best)
+        job_args = dataclasses.replace(job_args, search_trials=0)
     save_config(output_dir / CONFIG_NAME, (model_args, data_args, job_args, args))
     print(format_summary(result.report.to_dict()), flush=True)
     deployed = (

@@ -93,6 +93,12 @@ class JobOptions:
             `"first"`.
         width_calibration_samples (`int`, *optional*, defaults to `256`):
             Training examples (a seeded subset) the importance scores are measured on.
+        search_trials (`int`, *optional*, defaults to `0`):
+            Trials of a recipe search before the run ([`nlpkd.jobs.search`]): the temperature, the loss weights
+            (kd/ce, attention, hidden states), the learning rate and the epochs, drawn by Optuna's TPE sampler
+            (seeded by `seed`) and scored on 20% of the labeled training data held out (never the split the
+            report is measured on), with median pruning; the run then trains the best recipe. `0` searches
+            nothing. Needs the `search` extra.
         finetune_teacher (`str`, *optional*, defaults to `"auto"`):
             `"auto"` fine-tunes a teacher that has no trained head for the task, `"always"` fine-tunes it
             anyway, `"never"` refuses a teacher without one.
@@ -171,6 +177,11 @@ class JobOptions:
     )
     width_calibration_samples: int = _option(
         256, "Training examples the importance of heads, neurons and channels is measured on."
+    )
+    search_trials: int = _option(
+        0,
+        "Trials of a recipe search before the run (temperature, loss weights, learning rate, epochs; Optuna, "
+        "pip install 'nlpkd[search]'), scored on a part of the training data held out (0 = no search).",
     )
     finetune_teacher: Literal["auto", "always", "never"] = _option(
         "auto",

@@ -14,6 +14,7 @@ from ..report.report import Report
 from ..report.writer import write_report
 from ..trainer.trainer import DistillationTrainer
 from .deploy_step import DEPLOY_DIR, copy_folder
+from .search import RecipeSearch
 
 __all__ = ["DistillationResult"]
 
@@ -34,6 +35,8 @@ class DistillationResult:
         checkpoint (`str`, *optional*): the last complete checkpoint when training stopped early.
         deploy_dir (`Path`, *optional*): the folder of the deployed forms (`args.output_dir/deploy`), one
             subfolder per form, when the job built any.
+        search ([`~nlpkd.jobs.search.RecipeSearch`], *optional*): the recipe search's trials and choice, when
+            the job searched (`search_trials`).
     """
 
     trainer: DistillationTrainer
@@ -44,6 +47,7 @@ class DistillationResult:
     stopped_by_signal: str | None = None
     checkpoint: str | None = None
     deploy_dir: Path | None = None
+    search: RecipeSearch | None = None
     dataset_name: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

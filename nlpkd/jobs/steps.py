@@ -46,6 +46,7 @@ from ..trainer.trainer import DistillationTrainer
 from .deploy_step import check_deploy_plan, deploy_student
 from .job import DistillationJob
 from .result import DistillationResult
+from .search import search_recipe
 from .teacher import adopt_teacher_labels, prepare_teacher, teacher_source
 
 __all__ = ["calibration_batches", "prepare_data", "run", "run_finetune", "sampled_data"]
@@ -331,6 +332,10 @@ def run(job: DistillationJob) -> DistillationResult:
         **job.width(),
         calibration_data=calibration_batches(job, data["train"], tokenizer),
     )
+    search = None
+    if job.search_trials > 0:
+        search = search_recipe(job, teacher, student, data["train"], extra, tokenizer)
+        job = dataclasses.replace(job, args=dataclasses.replace(job.args, **search.best))
     train = data["train"] if extra is None else with_unlabeled(data["train"], extra)
     trainer = _distil(job, teacher, student, train, eval_splits, tokenizer)
     if trainer.stopped_by_signal:
@@ -345,6 +350,8 @@ def run(job: DistillationJob) -> DistillationResult:
     report = _measure(
         job, trainer, teacher, eval_splits, tokenizer, max_length, names, timed=not deploying
     )
+    if search is not None and report is not None:
+        report.extra["search"] = search.to_dict()
     deployment = None
     if deploying and report is not None:
         models = (teacher, trainer.student)
@@ -357,6 +364,7 @@ def run(job: DistillationJob) -> DistillationResult:
         report=report,
         tokenizer=tokenizer,
         deploy_dir=deployment.folder if deployment is not None else None,
+        search=search,
         dataset_name=job.task.hub_dataset[0] if job.task.hub_dataset else None,
     )
 

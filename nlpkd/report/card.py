@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import LOSS_SETTINGS
 from .report import Report
-from .text import deployment_notes, describe_width, variants_table
+from .text import deployment_notes, describe_search, describe_width, variants_table
 
 __all__ = ["build_model_card", "write_model_card"]
 
@@ -306,6 +306,10 @@ def build_model_card(
         "on the loss below."
     )
     kind, usage = _KINDS.get(report.pipeline_tag, ("a model", "classifier(...)"))
+    if report.extra.get("search"):
+        made_with += (
+            f" Its recipe was chosen by a search: {describe_search(report.extra['search'])}."
+        )
     if command:
         made_with = f"It was produced by this command:\n\n```bash\n{command}\n```\n\n" + made_with
     card = ModelCard.from_template(

@@ -176,6 +176,8 @@ def format_summary(report: Report | Mapping[str, Any]) -> str:
         lines.append(f"parameter reduction: {report['param_reduction']:.1%}")
     if report.get("student_width"):
         lines.append(f"student width: {describe_width(report['student_width'])}")
+    if report.get("search"):
+        lines.append(f"recipe search: {describe_search(report['search'])}")
     if report.get("speedup") is not None:
         shape = report.get("latency_batch_shape")
         shape_text = f"batch x seq {shape[0]} x {shape[1]}" if shape and len(shape) == 2 else ""
@@ -218,4 +220,18 @@ def describe_width(width: Mapping[str, Any]) -> str:
     return (
         f"hidden {width['hidden_size']}, {width['num_attention_heads']} heads, "
         f"{width['intermediate_size']} feed-forward neurons ({width['selection']})"
+    )
+
+
+def describe_search(search: Mapping[str, Any]) -> str:
+    """A recipe search in words: the trials, and the chosen settings."""
+    trials = search.get("trials", [])
+    pruned = sum(1 for trial in trials if trial.get("state") == "PRUNED")
+    chosen = ", ".join(
+        f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in search.get("best", {}).items()
+    )
+    return (
+        f"best of {len(trials)} trials ({pruned} pruned) on {search.get('held_out_examples')} held-out "
+        f"training examples, {search.get('seconds', 0.0):.0f} s: {chosen}"
     )
