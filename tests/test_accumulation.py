@@ -11,7 +11,7 @@ import datasets
 import pytest
 import torch
 from conftest import WORDS, tiny_bert
-from transformers import TrainerCallback
+from test_trainer import _GradientRecorder
 
 from nlpkd import DistillationConfig, DistillationTrainer, create_student
 
@@ -53,16 +53,6 @@ def pad(rows: list[dict]) -> dict[str, torch.Tensor]:
         "attention_mask": torch.tensor(mask),
         "labels": torch.tensor(labels),
     }
-
-
-class _GradientRecorder(TrainerCallback):
-    def __init__(self) -> None:
-        self.grads: dict[str, torch.Tensor] = {}
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self.grads = {
-            n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-        }
 
 
 def step_gradient(
