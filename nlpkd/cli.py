@@ -87,7 +87,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), 'custom' (your own "
-            "files, labels taken from them) or 'bbc_news' (the packaged offline corpus). Default: "
+            "files, labels taken from them), 'bbc_news' (the packaged offline corpus) or 'bbc_pairs' (headline and "
+            "paragraph pairs built from it: same article, same topic or other topic). Default: "
             "'custom' when --train_file is given, else 'bbc_news'."
         },
     )

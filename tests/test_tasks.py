@@ -108,7 +108,7 @@ EXPECTED = {
 def test_glue_tasks_are_the_nine_and_default_is_bbc_news() -> None:
     assert set(GLUE_TASKS) == set(EXPECTED)
     assert len(GLUE_TASKS) == 9
-    assert set(TASKS) == set(GLUE_TASKS) | {"bbc_news"}
+    assert set(TASKS) == set(GLUE_TASKS) | {"bbc_news", "bbc_pairs"}
     assert DEFAULT_TASK == "bbc_news"
 
 

@@ -9,6 +9,7 @@ data = tokenize_dataset(load_bbc_news(), tokenizer, "bbc_news", max_length=128)
 """
 
 from .labels import is_missing_value, label_names
+from .pairs import build_bbc_pairs
 from .readers import (
     DataUnavailableError,
     bbc_news_path,
@@ -26,6 +27,7 @@ __all__ = [
     "DataUnavailableError",
     "TaskSpec",
     "bbc_news_path",
+    "build_bbc_pairs",
     "custom_task",
     "get_task",
     "is_missing_value",

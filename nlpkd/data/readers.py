@@ -26,6 +26,7 @@ from .files import (
     split_off_validation,
 )
 from .labels import is_missing_value
+from .pairs import build_bbc_pairs
 from .tasks import TaskSpec, custom_task, resolve_task
 
 __all__ = [
@@ -223,7 +224,7 @@ def load_task_data(
       with only `validation_file`, only that split is returned.
     - no file and a GLUE task: `datasets.load_dataset("nyu-mll/glue", name)`, keeping `train` and
       the task's validation splits (the unlabeled test splits are dropped).
-    - no file and `bbc_news`: [`load_bbc_news`].
+    - no file and `bbc_news`: [`load_bbc_news`]; `bbc_pairs`: [`build_bbc_pairs`] of it.
 
     Labels of local files: integer ids are kept and must lie in `[0, num_labels)`; their names
     are the task's `label_names` (the official GLUE names) or `"0"`, ..., `"n-1"`. Label names
@@ -262,6 +263,10 @@ def load_task_data(
             return _load_hub(spec)
         if spec.name == "bbc_news":
             return load_bbc_news(seed=seed, validation_fraction=validation_fraction)
+        if spec.name == "bbc_pairs":
+            return build_bbc_pairs(
+                load_bbc_news(seed=seed, validation_fraction=validation_fraction)
+            )
         raise ValueError(
             f"Task {spec.name!r} has no Hub dataset; pass --train_file and --validation_file."
         )

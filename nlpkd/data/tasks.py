@@ -183,6 +183,15 @@ TASKS: dict[str, TaskSpec] = {
         main_metric="accuracy",
         label_names=("business", "entertainment", "politics", "sports", "tech"),
     ),
+    # Built offline from the same corpus by nlpkd.data.pairs: where does the paragraph come from?
+    "bbc_pairs": TaskSpec(
+        name="bbc_pairs",
+        text_columns=("headline", "paragraph"),
+        num_labels=3,
+        metric_names=("accuracy",),
+        main_metric="accuracy",
+        label_names=("same_article", "same_topic", "other_topic"),
+    ),
 }
 
 
@@ -198,7 +207,7 @@ def get_task(name: str) -> TaskSpec:
     Args:
         name (`str`):
             Task name, case-insensitive: one of the GLUE tasks (`cola`, `sst2`, `mrpc`, `qqp`,
-            `stsb`, `mnli`, `qnli`, `rte`, `wnli`) or `bbc_news`.
+            `stsb`, `mnli`, `qnli`, `rte`, `wnli`), `bbc_news` or `bbc_pairs`.
 
     Returns:
         [`TaskSpec`]: the task's description.
