@@ -291,7 +291,9 @@ def markdown(rows: list[dict[str, Any]], teacher_acc: float, seeds: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options; `build_parser().parse_args([])` gives its setting (benchmarks/frontier.py reuses
+    it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default=",".join(DEFAULT_RECIPES))
     parser.add_argument("--seeds", default="0,1,2")
@@ -311,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--cache_dir", default=str(Path(tempfile.gettempdir()) / "nlpkd-quality"))
     parser.add_argument("--output", default=None, help="Write the results as JSON here.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     from transformers import AutoTokenizer
