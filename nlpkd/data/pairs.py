@@ -186,7 +186,7 @@ def build_bbc_pairs(
 ) -> datasets.DatasetDict:
     """The BBC News pairs task (module docstring) built from a BBC News split such as [`load_bbc_news`]'s.
 
-    The result depends only on `news`, `seed`, `pairs_per_article` and `candidates`: the same arguments give the
+    The result depends only on `news`, `seed`, `pairs_per_article`, `candidates` and `paragraph`: the same arguments give the
     same pairs, in the same (shuffled) order.
 
     Args:
