@@ -96,6 +96,11 @@ def teacher_column_prefixes(tokenizer: Any, teacher_tokenizers: Sequence[Any]) -
     prefixes: list[str | None] = []
     seen: list[tuple[Any, str]] = []
     for index, own in enumerate(teacher_tokenizers):
+        if own is not None and not (callable(own) and hasattr(own, "get_vocab")):
+            raise ValueError(
+                f"The teacher tokenizer {index + 1} ({type(own).__name__}) is not a tokenizer: give the tokenizer "
+                "the teacher was trained with (AutoTokenizer.from_pretrained(its folder))."
+            )
         if own is None or same_tokenizer(tokenizer, own):
             prefixes.append(None)
             continue
@@ -176,7 +181,10 @@ def check_tokenizer_reads(
         raise ValueError(f"{role} ({type(tokenizer).__name__}) is not a tokenizer: {remedy}.")
     columns = list(zip(*texts, strict=True)) if texts and isinstance(texts[0], tuple) else [texts]
     try:
-        encoded = tokenizer(*[list(c) for c in columns], add_special_tokens=False)["input_ids"]
+        # Truncated: a sample of each text is enough, and longer ones would warn about the model's maximum.
+        encoded = tokenizer(
+            *[list(c) for c in columns], add_special_tokens=False, truncation=True, max_length=256
+        )["input_ids"]
     except Exception as err:  # noqa: BLE001 - any failure means the same thing to the user
         raise ValueError(
             f"{role} ({type(tokenizer).__name__}) cannot encode the texts ({type(err).__name__}: {err}): {remedy}."
