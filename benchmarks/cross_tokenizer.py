@@ -13,15 +13,20 @@ text cut to its first 64 tokens by each model's own tokenizer. The teacher is th
   the same MiniLM student: the same-tokenizer baseline.
 
 Every student trains with the job's defaults (batch 32, learning rate 1e-4, warm-up 10%, 2 epochs unless a recipe
-says otherwise) and the teachers' logits cached once (`teacher_cache`). Accuracy is measured on the 445 validation
-articles; latency in one interleaved run of every model on fixed-shape batches (--latency_batch_size x 64) of the
-same validation texts, each through its own tokenizer.
+says otherwise). Each teacher's logits are computed once over the training set with the teacher-output cache
+(`nlpkd.trainer.add_teacher_logits`, on the teacher's own tokenization, kept on disk in --work_dir) and carried by
+the training rows as `teacher_logits`, so no student step runs a teacher. Accuracy is measured on the 445
+validation articles; latency in one interleaved run of every architecture on fixed-shape batches
+(--latency_batch_size x --max_length) of the same validation texts, each through its own tokenizer (speed does not
+depend on the weights, so it is timed once, before the students train).
 
-    python benchmarks/cross_tokenizer.py --output benchmarks/results/cross_tokenizer.json    # about 1 h, 2 cores
+    python benchmarks/cross_tokenizer.py --output benchmarks/results/cross_tokenizer.json    # ~1 h on 2 idle cores
     python benchmarks/cross_tokenizer.py --seeds 0 --students minilm_labels,minilm_from_mpnet_kd   # a quick look
 
-The machine it was written on has 2 CPU cores shared with other work; the run says so in its output (load
-average), and only the latency ratios of its one interleaved run are reported.
+The results file is written after every trained student and read back on a rerun, which trains only what it lacks
+(the fine-tuned teachers and their logits are kept in --work_dir too): a run on a shared machine can be resumed.
+The machine it was written on has 2 CPU cores shared with other work; the run records the load average, and only
+the latency ratios of its one interleaved run are reported.
 """
 
 from __future__ import annotations
@@ -49,31 +54,31 @@ BASE = {"alpha_kd": 0.5, "alpha_ce": 0.5, "temperature": 2.0}
 STUDENTS: dict[str, dict[str, Any]] = {
     "minilm_labels": {"teacher": None, "model": "minilm", "config": {}},
     "minilm_from_mpnet_kd": {"teacher": "mpnet", "model": "minilm", "config": BASE},
+    "minilm_from_minilm": {"teacher": "minilm", "model": "minilm", "config": BASE},
     "minilm_from_mpnet_kd_4ep": {
         "teacher": "mpnet",
         "model": "minilm",
         "config": {**BASE, "num_train_epochs": 4.0},
     },
-    "minilm_from_mpnet_kd_t4_4ep": {
+    "minilm_from_mpnet_kd_t4": {
         "teacher": "mpnet",
         "model": "minilm",
-        "config": {**BASE, "temperature": 4.0, "num_train_epochs": 4.0},
+        "config": {**BASE, "temperature": 4.0},
     },
-    "minilm_from_mpnet_pkd": {
+    "minilm_from_mpnet_symmetric": {
         "teacher": "mpnet",
         "model": "minilm",
-        "config": {**BASE, "alpha_hidden": 0.5, "hidden_loss": "pkd", "teacher_cache": False},
+        "config": {**BASE, "kd_loss": "symmetric_kl"},
     },
     "mpnet6_from_mpnet": {"teacher": "mpnet", "model": "mpnet6", "config": BASE},
-    "minilm_from_minilm": {"teacher": "minilm", "model": "minilm", "config": BASE},
 }
+# Most informative first: a run stopped early still answers the main question.
 DEFAULT_STUDENTS = [
     "minilm_labels",
     "minilm_from_mpnet_kd",
-    "minilm_from_mpnet_kd_4ep",
-    "minilm_from_mpnet_kd_t4_4ep",
-    "mpnet6_from_mpnet",
     "minilm_from_minilm",
+    "minilm_from_mpnet_kd_4ep",
+    "mpnet6_from_mpnet",
 ]
 TRAINING = {
     "per_device_train_batch_size": 32,
@@ -95,13 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--students", default=",".join(DEFAULT_STUDENTS))
     parser.add_argument("--max_length", type=int, default=64)
-    parser.add_argument("--teacher_epochs", type=float, default=2.0)
+    parser.add_argument("--teacher_epochs", type=float, default=1.0)
     parser.add_argument("--teacher_learning_rate", type=float, default=5e-5)
     parser.add_argument("--latency_batch_size", type=int, default=32)
     parser.add_argument("--latency_batches", type=int, default=4)
     parser.add_argument("--latency_repeats", type=int, default=5)
     parser.add_argument("--work_dir", default="/tmp/nlpkd-cross-tokenizer")
-    parser.add_argument("--output", default=None, help="JSON file for the results.")
+    parser.add_argument(
+        "--output", default=None, help="JSON file for the results (read back on a rerun)."
+    )
     return parser.parse_args(argv)
 
 
@@ -121,7 +128,7 @@ def load_data(args: argparse.Namespace):
     return {
         "raw": raw,
         "tokenizers": {"mpnet": mpnet_tokenizer, "minilm": minilm_tokenizer},
-        "both": both,
+        "both": dict(both),
         "minilm": {split: student_view(d) for split, d in both.items()},
         "mpnet": {split: teacher_view(d, "teacher_") for split, d in both.items()},
     }
@@ -132,20 +139,20 @@ def coverage(raw, tokenizers: dict[str, Any], max_length: int) -> dict[str, Any]
     texts = list(raw["validation"]["text"])
     result = {}
     for name, tokenizer in tokenizers.items():
-        encoded = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
-        kept = [
-            max(end for _, end in offsets) / max(len(text), 1)
-            for offsets, text in zip(encoded["offset_mapping"], texts, strict=True)
+        encoded = tokenizer(
+            texts, truncation=True, max_length=max_length, return_offsets_mapping=True
+        )
+        ends = [max(end for _, end in offsets) for offsets in encoded["offset_mapping"]]
+        lengths = [
+            len(ids) for ids in tokenizer(texts, truncation=True, max_length=4096)["input_ids"]
         ]
-        lengths = tokenizer(texts)["input_ids"]
         result[name] = {
-            "truncated_share": sum(len(ids) > max_length for ids in lengths) / len(texts),
-            "mean_tokens_untruncated": statistics.mean(len(ids) for ids in lengths),
-            "mean_chars_kept": statistics.mean(
-                max(end for _, end in offsets)
-                for offsets in encoded["offset_mapping"]
+            "truncated_share": sum(n > max_length for n in lengths) / len(texts),
+            "mean_tokens_untruncated": statistics.mean(lengths),
+            "mean_chars_kept": statistics.mean(ends),
+            "mean_share_kept": statistics.mean(
+                end / max(len(text), 1) for end, text in zip(ends, texts, strict=True)
             ),
-            "mean_share_kept": statistics.mean(kept),
         }
     return result
 
@@ -160,7 +167,7 @@ def finetuned(name: str, base: str, data, tokenizer, args: argparse.Namespace, e
 
     folder = Path(args.work_dir) / f"{name}-l{args.max_length}-e{epochs}-lr{lr}"
     if (folder / "config.json").is_file():
-        return AutoModelForSequenceClassification.from_pretrained(folder).eval(), 0.0
+        return AutoModelForSequenceClassification.from_pretrained(folder).eval(), None
     task = get_task("bbc_news")
     start = time.perf_counter()
     config = DistillationConfig(output_dir=str(folder), seed=42, **TRAINING)
@@ -172,11 +179,25 @@ def finetuned(name: str, base: str, data, tokenizer, args: argparse.Namespace, e
     return model.eval(), time.perf_counter() - start
 
 
+def with_teacher_logits(teacher, dataset, tokenizer, args: argparse.Namespace):
+    """`dataset` with the teacher's logits on its own tokenization, computed once (the teacher-output cache)."""
+    from transformers import DataCollatorWithPadding
+
+    from nlpkd.trainer import add_teacher_logits
+
+    cache = Path(args.work_dir) / "teacher_cache"
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    collate = DataCollatorWithPadding(tokenizer)
+    return add_teacher_logits(dataset, teacher, collate, names, batch_size=64, cache_dir=str(cache))
+
+
 def accuracy(model, dataset, tokenizer) -> float:
     import torch
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
+    columns = [c for c in dataset.column_names if c in (*tokenizer.model_input_names, "label")]
+    dataset = dataset.select_columns(columns)
     model.eval()
     correct = 0
     with torch.inference_mode():
@@ -189,6 +210,7 @@ def accuracy(model, dataset, tokenizer) -> float:
 
 def new_student(kind: str, teachers: dict[str, Any], seed: int):
     from transformers import AutoModelForSequenceClassification, set_seed
+    from transformers import logging as hf_logging
 
     from nlpkd import create_student
     from nlpkd.data import get_task
@@ -199,9 +221,22 @@ def new_student(kind: str, teachers: dict[str, Any], seed: int):
     if kind == "mpnet6":
         return create_student(teachers["mpnet"], num_layers=6)
     task = get_task("bbc_news")
+    hf_logging.set_verbosity_error()  # the new head's "newly initialized" report is expected
     return AutoModelForSequenceClassification.from_pretrained(
         packaged_minilm_path(), **label_maps(list(task.label_names), task)
     )
+
+
+def training_rows(spec: dict[str, Any], data) -> Any:
+    """The training rows of a student: its own tokenization, the teacher's when it differs, and the teacher's
+    cached logits."""
+    if spec["teacher"] is None:
+        return data["minilm"]["train"]
+    logits = data["logits"][spec["teacher"]]
+    cross = spec["teacher"] == "mpnet" and spec["model"] == "minilm"
+    own = "mpnet" if spec["model"] == "mpnet6" else "minilm"
+    rows = data["both"]["train"] if cross else data[own]["train"]
+    return rows.add_column("teacher_logits", logits)
 
 
 def train_student(name: str, seed: int, data, teachers, args: argparse.Namespace):
@@ -214,25 +249,22 @@ def train_student(name: str, seed: int, data, teachers, args: argparse.Namespace
     student = new_student(spec["model"], teachers, seed)
     output = str(Path(args.work_dir) / "runs" / f"{name}-seed{seed}")
     tokenizers = data["tokenizers"]
+    rows = training_rows(spec, data)
     start = time.perf_counter()
     if spec["teacher"] is None:
         training = TrainingArguments(output_dir=output, seed=seed, **TRAINING)
         tokenizer = tokenizers["minilm"]
         trainer = Trainer(
-            model=student, args=training, train_dataset=data["minilm"]["train"],
+            model=student, args=training, train_dataset=rows,
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
         )  # fmt: skip
     else:
-        settings = {**TRAINING, "teacher_cache": True, **spec["config"]}
-        settings["teacher_cache_dir"] = str(Path(args.work_dir) / "teacher_cache")
-        config = DistillationConfig(output_dir=output, seed=seed, **settings)
-        cross = spec["teacher"] == "mpnet" and spec["model"] == "minilm"
-        own = "mpnet" if spec["model"] == "mpnet6" else spec["teacher"]
+        config = DistillationConfig(output_dir=output, seed=seed, **{**TRAINING, **spec["config"]})
         trainer = DistillationTrainer(
             model=student,
             teacher=teachers[spec["teacher"]],
             args=config,
-            train_dataset=data["both"]["train"] if cross else data[own]["train"],
+            train_dataset=rows,
             processing_class=tokenizers["minilm" if spec["model"] == "minilm" else "mpnet"],
             teacher_processing_class=tokenizers[spec["teacher"]],
         )
@@ -240,30 +272,52 @@ def train_student(name: str, seed: int, data, teachers, args: argparse.Namespace
     return student.eval(), time.perf_counter() - start
 
 
-def latency(models: dict[str, Any], data, args: argparse.Namespace) -> dict[str, float]:
-    """One interleaved run: every model on the same validation texts, each through its own tokenizer, at
-    `latency_batch_size x max_length`."""
-    from nlpkd.report.measure import latency_batches, measure_latency
+def latency(teachers, data, args: argparse.Namespace) -> dict[str, Any]:
+    """One interleaved run of every architecture on the same validation texts, each through its own tokenizer,
+    at `latency_batch_size x max_length`; with the parameters and the size on disk of each."""
+    from nlpkd.report.measure import (
+        count_parameters,
+        latency_batches,
+        measure_latency,
+        size_on_disk_mb,
+    )
 
-    batches = {}
-    for name, (model, kind) in models.items():
-        split = data[kind]["validation"]
-        tokenizer = data["tokenizers"][kind]
-        batches[name] = latency_batches(
-            split, tokenizer, args.latency_batch_size, args.latency_batches, args.max_length
+    models = {
+        "mpnet_teacher": (teachers["mpnet"], "mpnet"),
+        "minilm_student": (new_student("minilm", teachers, 0), "minilm"),
+        "mpnet6_student": (new_student("mpnet6", teachers, 0), "mpnet"),
+    }
+    batches = {
+        name: latency_batches(
+            data[kind]["validation"], data["tokenizers"][kind], args.latency_batch_size,
+            args.latency_batches, args.max_length,
         )
+        for name, (_, kind) in models.items()
+    }  # fmt: skip
     timed = {name: model for name, (model, _) in models.items()}
-    return measure_latency(timed, batches, warmup=2, repeats=args.latency_repeats, progress=False)
+    ms = measure_latency(timed, batches, warmup=2, repeats=args.latency_repeats, progress=False)
+    return {
+        "latency_ms": ms,
+        "speedup_over_mpnet_teacher": {name: ms["mpnet_teacher"] / v for name, v in ms.items()},
+        "sizes": {
+            name: {"params": count_parameters(model), "size_mb": size_on_disk_mb(model)}
+            for name, model in timed.items()
+        },
+        "batch_shape": list(batches["mpnet_teacher"][0]["input_ids"].shape),
+    }
 
 
 def summarize(results: dict[str, Any], teacher_accuracy: float) -> list[dict[str, Any]]:
     rows = []
     for name, entry in results.items():
-        values = entry["accuracy"]
+        values = list(entry["accuracy"].values())
+        if not values:
+            continue
         mean = statistics.mean(values)
         rows.append(
             {
                 "student": name,
+                "seeds": len(values),
                 "accuracy_mean": mean,
                 "accuracy_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "retention": mean / teacher_accuracy,
@@ -272,33 +326,16 @@ def summarize(results: dict[str, Any], teacher_accuracy: float) -> list[dict[str
     return rows
 
 
-def run_students(args, data, teachers) -> dict[str, Any]:
-    seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str, Any] = {}
-    last: dict[str, Any] = {}
-    for name in args.students.split(","):
-        results[name] = {"accuracy": [], "train_seconds": []}
-        kind = "mpnet" if STUDENTS[name]["model"] == "mpnet6" else "minilm"
-        for seed in seeds:
-            student, seconds = train_student(name, seed, data, teachers, args)
-            score = accuracy(student, data[kind]["validation"], data["tokenizers"][kind])
-            results[name]["accuracy"].append(score)
-            results[name]["train_seconds"].append(seconds)
-            print(f"{name} seed {seed}: accuracy {score:.4f} ({seconds:.0f} s)", flush=True)
-            last[kind if kind == "mpnet" else "minilm"] = student
-    return {"results": results, "last": last}
+def save(output: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(output, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import torch
-
+def prepare(args: argparse.Namespace, output: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The data, both teachers (fine-tuned once) and their cached logits; their accuracy into `output`."""
     from nlpkd.models import packaged_minilm_path
-    from nlpkd.report.measure import count_parameters, size_on_disk_mb
 
-    args = parse_args(argv)
-    began = time.perf_counter()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    print(f"2-core machine shared with other work; 1-minute load average at the start: {load}")
     data = load_data(args)
     mpnet, mpnet_seconds = finetuned(
         "mpnet-teacher", MPNET, data["mpnet"], data["tokenizers"]["mpnet"], args,
@@ -309,50 +346,69 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         1.0, 1e-4,
     )  # fmt: skip
     teachers = {"mpnet": mpnet, "minilm": minilm}
-    teacher_accuracy = {
-        "mpnet": accuracy(mpnet, data["mpnet"]["validation"], data["tokenizers"]["mpnet"]),
-        "minilm": accuracy(minilm, data["minilm"]["validation"], data["tokenizers"]["minilm"]),
+    for name, seconds in (("mpnet", mpnet_seconds), ("minilm", minilm_seconds)):
+        if seconds is not None:
+            output["teacher_seconds"][name] = seconds
+        if name not in output["teacher_accuracy"]:
+            split = data[name]["validation"]
+            output["teacher_accuracy"][name] = accuracy(
+                teachers[name], split, data["tokenizers"][name]
+            )
+    print(f"teachers: {output['teacher_accuracy']}", flush=True)
+    data["logits"] = {
+        name: with_teacher_logits(
+            teachers[name], data[name]["train"], data["tokenizers"][name], args
+        )["teacher_logits"]
+        for name in teachers
     }
-    print(f"teachers: {teacher_accuracy}", flush=True)
-    trained = run_students(args, data, teachers)
-    timed = {"mpnet_teacher": (mpnet, "mpnet")}
-    if "minilm" in trained["last"]:
-        timed["minilm_student"] = (trained["last"]["minilm"], "minilm")
-    if "mpnet" in trained["last"]:
-        timed["mpnet6_student"] = (trained["last"]["mpnet"], "mpnet")
-    latency_ms = latency(timed, data, args)
-    sizes = {
-        name: {"params": count_parameters(model), "size_mb": size_on_disk_mb(model)}
-        for name, (model, _) in timed.items()
+    return data, teachers
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import torch
+
+    args = parse_args(argv)
+    began = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    print(f"2-core machine shared with other work; 1-minute load average at the start: {load}")
+    previous = Path(args.output) if args.output else None
+    output: dict[str, Any] = (
+        json.loads(previous.read_text())
+        if previous is not None and previous.is_file()
+        else {"teacher_accuracy": {}, "teacher_seconds": {}, "students": {}, "wall_seconds": 0.0}
+    )
+    output["setting"] = {
+        "data": "BBC News (packaged), seed-42 80/20 split: 1780 train, 445 validation",
+        "max_length": args.max_length,
+        "teacher": f"all-mpnet-base-v2 fine-tuned {args.teacher_epochs} epoch(s) at {args.teacher_learning_rate}",
+        "baseline_teacher": "packaged all-MiniLM-L6-v2 fine-tuned 1 epoch at 1e-4 (the job's default)",
+        "training": TRAINING,
+        "recipes": {name: STUDENTS[name] for name in args.students.split(",")},
+        "latency": f"{args.latency_batches} batches of {args.latency_batch_size} x {args.max_length}, "
+        f"{args.latency_repeats} interleaved rounds, {torch.get_num_threads()} threads",
     }
-    output = {
-        "setting": {
-            "data": "BBC News (packaged), seed-42 80/20 split: 1780 train, 445 validation",
-            "max_length": args.max_length,
-            "teacher": f"all-mpnet-base-v2 fine-tuned {args.teacher_epochs} epochs at {args.teacher_learning_rate}",
-            "baseline_teacher": "packaged all-MiniLM-L6-v2 fine-tuned 1 epoch at 1e-4 (the job's default)",
-            "training": TRAINING,
-            "seeds": args.seeds,
-            "latency": f"{args.latency_batches} batches of {args.latency_batch_size} x {args.max_length}, "
-            f"{args.latency_repeats} interleaved rounds, {torch.get_num_threads()} threads",
-            "load_average_at_start": load,
-        },
-        "teacher_accuracy": teacher_accuracy,
-        "teacher_seconds": {"mpnet": mpnet_seconds, "minilm": minilm_seconds},
-        "students": trained["results"],
-        "summary": summarize(trained["results"], teacher_accuracy["mpnet"]),
-        "latency_ms": latency_ms,
-        "speedup_over_mpnet_teacher": {
-            name: latency_ms["mpnet_teacher"] / value for name, value in latency_ms.items()
-        },
-        "sizes": sizes,
-        "truncation": coverage(data["raw"], data["tokenizers"], args.max_length),
-        "wall_seconds": time.perf_counter() - began,
-    }
-    print(json.dumps({k: output[k] for k in ("summary", "speedup_over_mpnet_teacher")}, indent=1))
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(output, indent=1) + "\n")
+    output.setdefault("load_average_at_starts", []).append(load)
+    data, teachers = prepare(args, output)
+    if "latency" not in output:
+        output["latency"] = latency(teachers, data, args)
+        output["truncation"] = coverage(data["raw"], data["tokenizers"], args.max_length)
+        save(output, args)
+    print(json.dumps(output["latency"], indent=1), flush=True)
+    for name in args.students.split(","):
+        entry = output["students"].setdefault(name, {"accuracy": {}, "train_seconds": {}})
+        kind = "mpnet" if STUDENTS[name]["model"] == "mpnet6" else "minilm"
+        for seed in args.seeds.split(","):
+            if seed in entry["accuracy"]:
+                continue
+            student, seconds = train_student(name, int(seed), data, teachers, args)
+            score = accuracy(student, data[kind]["validation"], data["tokenizers"][kind])
+            entry["accuracy"][seed], entry["train_seconds"][seed] = score, seconds
+            output["summary"] = summarize(output["students"], output["teacher_accuracy"]["mpnet"])
+            output["wall_seconds"] += time.perf_counter() - began
+            began = time.perf_counter()
+            save(output, args)
+            print(f"{name} seed {seed}: accuracy {score:.4f} ({seconds:.0f} s)", flush=True)
+    print(json.dumps(output.get("summary"), indent=1))
     return output
 
 
