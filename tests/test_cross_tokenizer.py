@@ -164,7 +164,10 @@ def test_collator_pads_each_side_with_its_own_tokenizer(tiny_tokenizer, bpe):
     short = len(SENTENCES[4].split()) + 2
     assert batch["input_ids"][1, short:].eq(0).all() and batch["input_ids"][1, short - 1] == 3
     own = len(rows[1]["teacher_input_ids"])
-    assert batch["teacher_input_ids"].shape[1] > own and batch["teacher_input_ids"][1, own:].eq(1).all()
+    assert (
+        batch["teacher_input_ids"].shape[1] > own
+        and batch["teacher_input_ids"][1, own:].eq(1).all()
+    )
     assert batch["teacher_input_ids"][1, own - 1] == bpe.eos_token_id
     assert batch["teacher_input_ids"].shape[1] != batch["input_ids"].shape[1]
     # A batch of the teacher's columns alone (the logit cache) is padded too.

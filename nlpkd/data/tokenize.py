@@ -83,9 +83,7 @@ def tokenize_dataset(
         sample = _texts(spec, next(iter(data.values()))[:_CHECKED_TEXTS])
         check_tokenizer_reads(tokenizer, sample, "The student's tokenizer")
         for prefix, own in groups.items():
-            check_tokenizer_reads(
-                own, sample, f"The tokenizer of the {prefix}* columns (a teacher's)"
-            )
+            check_tokenizer_reads(own, sample, f"The teacher's tokenizer of the {prefix}* columns")
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         texts = _texts(spec, batch)

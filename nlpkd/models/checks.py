@@ -19,15 +19,6 @@ def _is_generic_label_map(id2label: Mapping[int, str]) -> bool:
     return all(str(name) == f"LABEL_{i}" for i, name in id2label.items())
 
 
-# Where a user who did not ask for two tokenizations finds them.
-OWN_INPUTS_HINT = (
-    "or give each model its own tokenizer: DistillationTrainer(processing_class=student_tokenizer, "
-    "teacher_processing_class=teacher_tokenizer) with data from tokenize_dataset(..., "
-    "teacher_tokenizer=teacher_tokenizer); in nlpkd.distill, student_tokenizer=...; with the command, the "
-    "--student folder's own tokenizer files (docs/cross-tokenizer.md)"
-)
-
-
 def check_compatible(
     student: PreTrainedModel,
     teacher: PreTrainedModel,
@@ -54,8 +45,11 @@ def check_compatible(
         raise ValueError(
             f"Teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student "
             f"vocab_size={s_vocab}): both models must read the same token ids. Build the student "
-            f"from the teacher with nlpkd.create_student, use a student with the teacher's tokenizer, "
-            f"{OWN_INPUTS_HINT}."
+            "from the teacher with nlpkd.create_student, use a student with the teacher's tokenizer, or give "
+            "each model its own tokenizer: DistillationTrainer(processing_class=student_tokenizer, "
+            "teacher_processing_class=teacher_tokenizer) with data from tokenize_dataset(..., "
+            "teacher_tokenizer=teacher_tokenizer); nlpkd.distill(student_tokenizer=...); with the command, the "
+            "--student folder's own tokenizer files (docs/cross-tokenizer.md)."
         )
     s_ids = list(range(s_cfg.num_labels))[teacher_columns or slice(None)]
     if teacher_columns is not None and len(s_ids) != t_cfg.num_labels:
