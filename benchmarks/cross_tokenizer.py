@@ -109,6 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output", default=None, help="JSON file for the results (read back on a rerun)."
     )
+    parser.add_argument(
+        "--table", action="store_true", help="Print the Markdown table of --output and stop."
+    )
     return parser.parse_args(argv)
 
 
@@ -326,6 +329,61 @@ def summarize(results: dict[str, Any], teacher_accuracy: float) -> list[dict[str
     return rows
 
 
+# What the table calls each student, and the architecture it is timed as.
+DESCRIPTIONS = {
+    "minilm_labels": ("(a) MiniLM-L6, labels alone", "minilm_student"),
+    "minilm_from_mpnet_kd": (
+        "(b) MiniLM-L6 from MPNet, logits KD, T=2, 2 epochs",
+        "minilm_student",
+    ),
+    "minilm_from_mpnet_kd_4ep": (
+        "(b) MiniLM-L6 from MPNet, logits KD, T=2, 4 epochs",
+        "minilm_student",
+    ),
+    "minilm_from_mpnet_kd_t4": (
+        "(b) MiniLM-L6 from MPNet, logits KD, T=4, 2 epochs",
+        "minilm_student",
+    ),
+    "minilm_from_mpnet_symmetric": (
+        "(b) MiniLM-L6 from MPNet, symmetric KL, 2 epochs",
+        "minilm_student",
+    ),
+    "minilm_from_mpnet_pkd": ("(b) MiniLM-L6 from MPNet, KD + PKD", "minilm_student"),
+    "mpnet6_from_mpnet": ("(c) MPNet 12 -> 6 layers (create_student), logits KD", "mpnet6_student"),
+    "minilm_from_minilm": (
+        "(d) MiniLM-L6 from the job's MiniLM teacher, logits KD",
+        "minilm_student",
+    ),
+}
+
+
+def markdown_table(output: dict[str, Any]) -> str:
+    """The results as the Markdown table of docs/cross-tokenizer.md."""
+    teacher = output["teacher_accuracy"]["mpnet"]
+    timing = output["latency"]
+    lines = [
+        "| model | accuracy (mean ± sd) | seeds | retention of the MPNet teacher | speed-up | parameters | size |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| MPNet teacher (12 x 768) | {teacher:.4f} | - | 100.0% | 1.00x | "
+        f"{timing['sizes']['mpnet_teacher']['params'] / 1e6:.1f} M | "
+        f"{timing['sizes']['mpnet_teacher']['size_mb']:.0f} MB |",
+        f"| MiniLM teacher of (d) (6 x 384) | {output['teacher_accuracy']['minilm']:.4f} | - | "
+        f"{output['teacher_accuracy']['minilm'] / teacher:.1%} | "
+        f"{timing['speedup_over_mpnet_teacher']['minilm_student']:.2f}x | "
+        f"{timing['sizes']['minilm_student']['params'] / 1e6:.1f} M | "
+        f"{timing['sizes']['minilm_student']['size_mb']:.0f} MB |",
+    ]
+    for row in output.get("summary", []):
+        name, timed = DESCRIPTIONS[row["student"]]
+        size = timing["sizes"][timed]
+        lines.append(
+            f"| {name} | {row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f} | {row['seeds']} | "
+            f"{row['retention']:.1%} | {timing['speedup_over_mpnet_teacher'][timed]:.2f}x | "
+            f"{size['params'] / 1e6:.1f} M | {size['size_mb']:.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
 def save(output: dict[str, Any], args: argparse.Namespace) -> None:
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -368,6 +426,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     args = parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.output).read_text())))
+        return {}
     began = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"2-core machine shared with other work; 1-minute load average at the start: {load}")
@@ -408,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             began = time.perf_counter()
             save(output, args)
             print(f"{name} seed {seed}: accuracy {score:.4f} ({seconds:.0f} s)", flush=True)
-    print(json.dumps(output.get("summary"), indent=1))
+    print(markdown_table(output))
     return output
 
 
