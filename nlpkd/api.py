@@ -135,6 +135,7 @@ def distill(
     text_column: str | Sequence[str] = "text",
     label_column: str = "label",
     student: PreTrainedModel | str | None = None,
+    student_tokenizer: Any = None,
     args: DistillationConfig | None = None,
     compute_metrics: Callable[..., dict[str, float]] | None = None,
     **config_kwargs: Any,
@@ -182,7 +183,13 @@ def distill(
         label_column (`str`, *optional*, defaults to `"label"`):
             The label column of a table.
         student ([`~transformers.PreTrainedModel`] or `str`, *optional*):
-            A student to train instead of building one from the teacher (same tokenizer).
+            A student to train instead of building one from the teacher, of any family: with a tokenizer of its
+            own (`student_tokenizer`, or the tokenizer files of its folder) that differs from the teacher's, the
+            data is tokenized for both from the same text and each model reads its own tokenization
+            (docs/cross-tokenizer.md).
+        student_tokenizer (tokenizer, *optional*):
+            The student's tokenizer. Defaults to the one saved with `student` (its folder, or its
+            `name_or_path`), else the teacher's. The saved student gets this tokenizer.
         args ([`DistillationConfig`], *optional*):
             All training and distillation settings. Defaults to [`~nlpkd.jobs.TRAINING_DEFAULTS`] (those of
             `nlpkd distill`) updated with the `DistillationConfig` keywords, in a temporary `output_dir` unless
@@ -233,6 +240,7 @@ def distill(
         teacher=teachers or teacher_model,
         tokenizer=tokenizer,
         student=student,
+        student_tokenizer=student_tokenizer,
         label_names=names,
         compute_metrics=compute_metrics,
         **options,

@@ -72,7 +72,9 @@ class ModelArguments:
     student: str | None = field(
         default=None,
         metadata={
-            "help": "A separate student checkpoint to train instead of building one from the teacher."
+            "help": "A separate student checkpoint to train instead of building one from the teacher. When its "
+            "folder holds a tokenizer that differs from the teacher's, the data is tokenized for both and each "
+            "model reads its own (docs/cross-tokenizer.md)."
         },
     )
 

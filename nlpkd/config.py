@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from transformers import TrainingArguments
 
-KD_LOSSES = ("forward_kl", "reverse_kl", "jsd", "mse")
+KD_LOSSES = ("forward_kl", "reverse_kl", "symmetric_kl", "jsd", "mse")
 
 
 HIDDEN_LOSSES = ("mse", "cosine", "pkd")
@@ -121,8 +121,9 @@ class DistillationConfig(TrainingArguments):
             gradient scale does not depend on `T`.
         kd_loss (`str`, *optional*, defaults to `"forward_kl"`):
             The soft-target term: `"forward_kl"` (`T^2 * KL(teacher || student)`, Hinton et al.), `"reverse_kl"`
-            (`T^2 * KL(student || teacher)`), `"jsd"` (generalised Jensen-Shannon with `jsd_beta`, GKD) or `"mse"`
-            (squared distance between the raw logits, Kim et al. 2021; no temperature).
+            (`T^2 * KL(student || teacher)`), `"symmetric_kl"` (the mean of the two, torchtune's `SymmetricKLLoss`),
+            `"jsd"` (generalised Jensen-Shannon with `jsd_beta`, GKD) or `"mse"` (squared distance between the raw
+            logits, Kim et al. 2021; no temperature).
         jsd_beta (`float`, *optional*, defaults to `0.5`):
             The mixture weight of `kd_loss="jsd"`, in (0, 1): `beta * p_teacher + (1 - beta) * p_student`.
         alpha_kd (`float`, *optional*, defaults to `0.5`):
@@ -196,11 +197,11 @@ class DistillationConfig(TrainingArguments):
     temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature T of the soft-target term (> 0)."}
     )
-    kd_loss: Literal["forward_kl", "reverse_kl", "jsd", "mse"] = field(
+    kd_loss: Literal["forward_kl", "reverse_kl", "symmetric_kl", "jsd", "mse"] = field(
         default="forward_kl",
         metadata={
-            "help": "Soft-target term: 'forward_kl' (Hinton), 'reverse_kl', 'jsd' (GKD, with jsd_beta) or 'mse' "
-            "(on logits)."
+            "help": "Soft-target term: 'forward_kl' (Hinton), 'reverse_kl', 'symmetric_kl' (their mean), 'jsd' "
+            "(GKD, with jsd_beta) or 'mse' (on logits)."
         },
     )
     jsd_beta: float = field(

@@ -582,7 +582,8 @@ def test_every_job_option_is_a_flag_and_a_keyword_of_distill_with_the_same_defau
         "eval_labels",
         "text_column",
     }
-    aside |= {"label_column", "student", "args", "compute_metrics", "config_kwargs"}
+    aside |= {"label_column", "student", "student_tokenizer", "args", "compute_metrics"}
+    aside |= {"config_kwargs"}
     keywords = inspect.signature(nlpkd.distill).parameters
     assert set(keywords) - aside == options
     defaults = JobOptions()

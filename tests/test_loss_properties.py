@@ -21,7 +21,7 @@ from nlpkd.losses import (
     soft_kl_loss,
 )
 
-LOGIT_LOSS_TYPES = ("forward_kl", "reverse_kl", "jsd", "mse")
+LOGIT_LOSS_TYPES = ("forward_kl", "reverse_kl", "symmetric_kl", "jsd", "mse")
 
 PROPERTY_SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -18,7 +18,7 @@ from nlpkd.losses import (
     soft_kl_loss,
 )
 
-LOGIT_LOSS_TYPES = ["forward_kl", "reverse_kl", "jsd", "mse"]
+LOGIT_LOSS_TYPES = ["forward_kl", "reverse_kl", "symmetric_kl", "jsd", "mse"]
 
 # ---------------------------------------------------------------------------------------------
 # Naive references: python loops over floats, straight from the definitions.
@@ -60,6 +60,8 @@ def naive_logit_row(
         value = naive_kl(p_t, p_s)
     elif loss_type == "reverse_kl":
         value = naive_kl(p_s, p_t)
+    elif loss_type == "symmetric_kl":
+        value = (naive_kl(p_t, p_s) + naive_kl(p_s, p_t)) / 2
     else:
         mixture = [beta * a + (1 - beta) * b for a, b in zip(p_t, p_s, strict=True)]
         value = beta * naive_kl(p_t, mixture) + (1 - beta) * naive_kl(p_s, mixture)
@@ -740,6 +742,7 @@ def test_logit_loss_extreme_logits_are_finite(loss_type):
     expected = {
         "forward_kl": 2e4 / 2,
         "reverse_kl": 2e4 / 2,
+        "symmetric_kl": 2e4 / 2,
         # Disjoint supports: each KL to the (0.5, 0.5) mixture is log 2.
         "jsd": math.log(2) / 2,
         "mse": (2e4**2 + 2e4**2) / 2,
@@ -1260,3 +1263,34 @@ def test_padded_batch_equals_token_weighted_unpadded_examples():
         expected = sum(wi * single[name] for wi, single in zip(w, singles, strict=True)) / sum(w)
         assert value.item() > 0, name
         assert_close(value, expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_symmetric_kl_against_hand_values_and_torchtune():
+    # DESIGN.md's reference pair at T=1: teacher (0.7, 0.3), student (0.6, 0.4).
+    teacher = torch.log(torch.tensor([[0.7, 0.3]]))
+    student = torch.log(torch.tensor([[0.6, 0.4]]))
+    forward = 0.7 * math.log(0.7 / 0.6) + 0.3 * math.log(0.3 / 0.4)  # 0.0216 nats
+    reverse = 0.6 * math.log(0.6 / 0.7) + 0.4 * math.log(0.4 / 0.3)  # 0.0226 nats
+    loss = logit_distillation_loss(student, teacher, 1.0, "symmetric_kl")
+    assert forward == pytest.approx(0.02160, abs=1e-5) and reverse == pytest.approx(
+        0.02258, abs=1e-5
+    )
+    assert loss.item() == pytest.approx((forward + reverse) / 2, abs=1e-7)
+    # torchtune's SymmetricKLLoss (sym_kd_ratio=0.5, no temperature): 0.5 * its ForwardKLLoss, which is the
+    # cross-entropy -sum p_t log p_s, plus 0.5 * ReverseKLLoss. It exceeds ours by half the teacher's entropy.
+    cross_entropy = -(0.7 * math.log(0.6) + 0.3 * math.log(0.4))  # 0.6325 nats
+    entropy = -(0.7 * math.log(0.7) + 0.3 * math.log(0.3))
+    torchtune = 0.5 * cross_entropy + 0.5 * reverse
+    assert loss.item() == pytest.approx(torchtune - 0.5 * entropy, abs=1e-7)
+    # At T=2 the mean of the two KLs of the softened distributions, times T^2.
+    p_t, p_s = (
+        naive_softmax([math.log(0.7), math.log(0.3)], 2.0),
+        naive_softmax([math.log(0.6), math.log(0.4)], 2.0),
+    )
+    expected = 4 * (naive_kl(p_t, p_s) + naive_kl(p_s, p_t)) / 2
+    assert logit_distillation_loss(student, teacher, 2.0, "symmetric_kl").item() == pytest.approx(
+        expected
+    )
+    assert logit_distillation_loss(teacher, teacher, 2.0, "symmetric_kl").item() == pytest.approx(
+        0.0, abs=1e-7
+    )

@@ -5,6 +5,8 @@ tokenization.
 from nlpkd.data import load_bbc_news, tokenize_dataset
 
 data = tokenize_dataset(load_bbc_news(), tokenizer, "bbc_news", max_length=128)
+# a teacher with another tokenizer reads its own columns (teacher_input_ids, ...):
+data = tokenize_dataset(load_bbc_news(), student_tokenizer, "bbc_news", 128, teacher_tokenizer=tokenizer)
 ```
 """
 
@@ -18,12 +20,20 @@ from .readers import (
     load_task_data,
 )
 from .tasks import DEFAULT_TASK, GLUE_TASKS, TASKS, TaskSpec, custom_task, get_task
+from .teacher_inputs import (
+    TEACHER_PREFIX,
+    DataCollatorWithTeacherPadding,
+    student_view,
+    teacher_view,
+)
 from .tokenize import tokenize_dataset
 
 __all__ = [
     "DEFAULT_TASK",
     "GLUE_TASKS",
     "TASKS",
+    "TEACHER_PREFIX",
+    "DataCollatorWithTeacherPadding",
     "DataUnavailableError",
     "TaskSpec",
     "bbc_news_path",
@@ -35,5 +45,7 @@ __all__ = [
     "load_bbc_news",
     "load_custom_data",
     "load_task_data",
+    "student_view",
+    "teacher_view",
     "tokenize_dataset",
 ]

@@ -9,6 +9,7 @@ from .options import TRAINING_DEFAULTS, JobOptions, job_default, option_names, t
 from .result import DistillationResult
 from .steps import run, run_finetune, sampled_data
 from .teacher import finetune_teacher
+from .tokenizers import JobTokenizers, job_tokenizers
 
 __all__ = [
     "DEPLOY_DIR",
@@ -18,11 +19,13 @@ __all__ = [
     "DistillationResult",
     "GeneralResult",
     "JobOptions",
+    "JobTokenizers",
     "evaluate_tasks",
     "finetune_teacher",
     "general_distill",
     "grow_classifier",
     "job_default",
+    "job_tokenizers",
     "learn_without_forgetting",
     "option_names",
     "run",

@@ -241,6 +241,7 @@ def deploy_student(
     tokenizer: Any,
     eval_splits: Mapping[str, datasets.Dataset],
     max_length: int,
+    teacher_tokenizer: Any = None,
 ) -> Deployment:
     """The deploy step: build the job's forms (`job.deploy`, pruned with `job.prune_vocabulary`) into
     `args.output_dir/deploy/`, evaluate each on the main split with the task's metric function, and time them
@@ -256,9 +257,11 @@ def deploy_student(
         raw (`datasets.DatasetDict`): the rows the job sampled ([`nlpkd.jobs.steps.sampled_data`]).
         report ([`~nlpkd.report.Report`]): the job's report so far (read: the teacher's and the student's rows).
         models (`tuple`): the teacher and the distilled student.
-        tokenizer: the job's tokenizer.
+        tokenizer: the student's tokenizer.
         eval_splits (`dict[str, datasets.Dataset]`): the tokenized evaluation splits.
         max_length (`int`): the job's sequence length.
+        teacher_tokenizer (*optional*): the teacher's, when it differs from the student's (the teacher is then
+            evaluated and timed on its own tokenization of the same texts).
 
     Returns:
         [`Deployment`]: the forms and what they measured, for `Deployment.add_to(report)`.
@@ -281,8 +284,11 @@ def deploy_student(
             max_length=max_length,
         )
         pair = [
-            torch_variant(v.name, m, None, v.params, tokenizer, v.size_mb)
-            for v, m in ((report.teacher, teacher), (report.student, model))
+            torch_variant(v.name, m, None, v.params, own, v.size_mb)
+            for v, m, own in (
+                (report.teacher, teacher, teacher_tokenizer or tokenizer),
+                (report.student, model, tokenizer),
+            )
         ]
         data = _split_per_tokenizer(
             job, [*pair, *forms], eval_splits[main], tokenizer, raw[main], max_length

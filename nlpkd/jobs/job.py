@@ -33,6 +33,10 @@ class DistillationJob(JobOptions):
             each of them and the ensemble.
         tokenizer (*optional*): the teacher's tokenizer; loaded from the teacher's folder when not given.
         student (model, `str` or `Path`, *optional*): a student to train instead of building one.
+        student_tokenizer (*optional*): the student's tokenizer, when it differs from the teacher's; loaded from
+            the `student` folder when that holds tokenizer files, else the teacher's. When it gives other token
+            ids than the teacher's, the data is tokenized for both and each model reads its own
+            (`nlpkd.jobs.tokenizers`, docs/cross-tokenizer.md).
         label_names (`list[str]`, *optional*): the class names in id order; read from the data by default.
         compute_metrics (`Callable`, *optional*): a Trainer `compute_metrics`; the report's main metric is then
             the first one it returns. Defaults to the task's metrics, computed locally.
@@ -46,5 +50,6 @@ class DistillationJob(JobOptions):
     teacher: PreTrainedModel | str | Path | list | None = None
     tokenizer: Any = None
     student: PreTrainedModel | str | Path | None = None
+    student_tokenizer: Any = None
     label_names: list[str] | None = None
     compute_metrics: Callable[..., dict[str, float]] | None = field(default=None, repr=False)

@@ -30,7 +30,8 @@ class DistillationResult:
         teacher ([`~transformers.PreTrainedModel`]): the teacher, with unchanged weights.
         report ([`~nlpkd.report.Report`], *optional*): what the run measured (on the main process; `None` on the
             others and when training stopped on a signal). `report["retention"]` reads `metrics.json`'s layout.
-        tokenizer (*optional*): the tokenizer the data was tokenized with (teacher and student share it).
+        tokenizer (*optional*): the student's tokenizer, saved with it (the teacher's, unless the student has its own:
+            then the teacher read its own tokenization, docs/cross-tokenizer.md).
         stopped_by_signal (`str`, *optional*): the signal that stopped training early, if any.
         checkpoint (`str`, *optional*): the last complete checkpoint when training stopped early.
         deploy_dir (`Path`, *optional*): the folder of the deployed forms (`args.output_dir/deploy`), one

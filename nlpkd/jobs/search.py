@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import DataCollatorWithPadding, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..config import DistillationConfig
 from ..data.unlabeled import with_unlabeled
@@ -28,6 +28,7 @@ from ..models.families import SUPPORTED_FAMILIES
 from ..report.metrics import make_compute_metrics
 from ..trainer.trainer import DistillationTrainer
 from .job import DistillationJob
+from .tokenizers import JobTokenizers
 
 __all__ = ["SEARCH_SPACE", "RecipeSearch", "search_recipe"]
 
@@ -173,7 +174,7 @@ def search_recipe(
     student: PreTrainedModel,
     train: datasets.Dataset,
     extra: datasets.Dataset | None,
-    tokenizer: Any,
+    tokenizers: JobTokenizers,
 ) -> RecipeSearch:
     """Run the recipe search of a job: `job.search_trials` trials, seeded by the training `seed` (the same seed
     makes the same choice), each distilling a copy of `student` from `teacher`.
@@ -186,7 +187,8 @@ def search_recipe(
         train (`datasets.Dataset`): the tokenized labeled training rows.
         extra (`datasets.Dataset`, *optional*): rows only the teacher supervises (unlabeled, augmented); every
             trial trains on them too.
-        tokenizer: the job's tokenizer.
+        tokenizers ([`~nlpkd.jobs.tokenizers.JobTokenizers`]): the job's tokenizers (the teacher's own, when it
+            reads another tokenization).
 
     Returns:
         [`RecipeSearch`]: the best settings and every trial.
@@ -210,8 +212,9 @@ def search_recipe(
         args=_search_args(job, names),
         train_dataset=fit,
         eval_dataset=held_out,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizers.student,
+        teacher_processing_class=tokenizers.teacher_argument(),
+        data_collator=tokenizers.collator(),
         compute_metrics=compute_metrics,
     )
     # Trainer.hyperparameter_search builds each trial's model with model_init (a public attribute).

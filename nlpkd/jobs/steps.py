@@ -25,7 +25,6 @@ from ..data.labels import (
     label_names,
 )
 from ..data.readers import subsample
-from ..data.tokenize import tokenize_dataset
 from ..data.unlabeled import extra_training_text, with_unlabeled
 from ..models.families import check_family, num_encoder_layers
 from ..models.loading import (
@@ -38,7 +37,6 @@ from ..models.loading import (
 from ..models.student import logger
 from ..models.width import check_width_request, width_summary
 from ..report.evaluate import build_report, evaluate_model
-from ..report.measure import latency_batches
 from ..report.metrics import make_compute_metrics
 from ..report.report import Report
 from ..trainer.checkpoints import last_complete_checkpoint
@@ -48,6 +46,12 @@ from .job import DistillationJob
 from .result import DistillationResult
 from .search import search_recipe
 from .teacher import adopt_teacher_labels, prepare_teacher, teacher_source
+from .tokenizers import (
+    JobTokenizers,
+    evaluation_inputs,
+    job_tokenizers,
+    latency_inputs,
+)
 
 __all__ = ["calibration_batches", "prepare_data", "run", "run_finetune", "sampled_data"]
 
@@ -124,11 +128,14 @@ def sampled_data(job: DistillationJob) -> datasets.DatasetDict:
     )
 
 
-def _max_length(job: DistillationJob, tokenizer: Any) -> int:
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < job.max_length:
+def _max_length(job: DistillationJob, tokenizers: JobTokenizers) -> int:
+    maxima = [
+        getattr(t, "model_max_length", None) for t in (tokenizers.student, *tokenizers.teachers)
+    ]
+    model_max = min((m for m in maxima if isinstance(m, int) and m > 0), default=job.max_length)
+    if model_max < job.max_length:
         logger.warning(
-            "max_length %d is more than the teacher's maximum of %d tokens; using %d.",
+            "max_length %d is more than the models' maximum of %d tokens; using %d.",
             job.max_length,
             model_max,
             model_max,
@@ -140,10 +147,13 @@ def _max_length(job: DistillationJob, tokenizer: Any) -> int:
 def prepare_data(
     job: DistillationJob, raw: datasets.DatasetDict, tokenizer: Any
 ) -> tuple[datasets.DatasetDict, dict[str, datasets.Dataset], int]:
-    """Tokenize the job's sampled data (at `max_length`, clamped once to the tokenizer's maximum); returns the
-    tokenized data, the evaluation splits and the `max_length` used."""
+    """Tokenize the job's sampled data (at `max_length`, clamped once to the tokenizers' maximum) with one
+    tokenizer, or for every model of the job from the same text ([`JobTokenizers`]); returns the tokenized data,
+    the evaluation splits and the `max_length` used."""
+    if not isinstance(tokenizer, JobTokenizers):
+        tokenizer = JobTokenizers(tokenizer, (tokenizer,), (None,))
     max_length = _max_length(job, tokenizer)
-    data = tokenize_dataset(raw, tokenizer, job.task, max_length=max_length)
+    data = tokenizer.tokenize(raw, job.task, max_length)
     if "train" not in data:
         raise ValueError("No training split: pass --train_file (and --validation_file).")
     # Without evaluation data the report is measured on the training data (which overstates the metric).
@@ -156,10 +166,11 @@ def prepare_data(
 
 
 def extra_rows(
-    job: DistillationJob, labeled: datasets.Dataset, tokenizer: Any, max_length: int
+    job: DistillationJob, labeled: datasets.Dataset, tokenizers: JobTokenizers, max_length: int
 ) -> datasets.Dataset | None:
     """The tokenized rows that only the teacher supervises: augmented variants of the labeled examples and the
-    unlabeled text (`None` when the job has neither); checked before any training."""
+    unlabeled text (`None` when the job has neither), tokenized for every model; checked before any training.
+    The `mask` method writes the teacher's mask token, which each tokenizer reads as its own."""
     if job.unlabeled_data is None and not job.augment:
         return None
     if job.task.is_regression:
@@ -168,7 +179,7 @@ def extra_rows(
             "targets are single values, so its labels would be needed anyway. Drop --unlabeled_file/--augment."
         )
     options: dict[str, Any] = {"seed": job.args.seed, "pair_side": job.augment_pair_side}
-    options["tokenizer"] = tokenizer
+    options["tokenizer"] = tokenizers.teacher
     if job.augment_methods:
         options["methods"] = list(job.augment_methods)
     if job.augment_mlm:
@@ -184,7 +195,8 @@ def extra_rows(
         augment_options=options,
     )
     raw = datasets.DatasetDict({"extra": text})
-    return tokenize_dataset(raw, tokenizer, job.task, max_length=max_length)["extra"]
+    mask_token = getattr(tokenizers.teacher, "mask_token", None) if job.augment else None
+    return tokenizers.tokenize(raw, job.task, max_length, mask_token)["extra"]
 
 
 def _distil(
@@ -193,7 +205,7 @@ def _distil(
     student: PreTrainedModel,
     train: datasets.Dataset,
     eval_splits: Mapping[str, datasets.Dataset],
-    tokenizer: Any,
+    tokenizers: JobTokenizers,
 ) -> DistillationTrainer:
     # A job pushes once at the end, with its card: the Trainer must not push checkpoints itself, and never
     # holds the token (it pickles its arguments into training_args.bin).
@@ -206,8 +218,9 @@ def _distil(
         args=args,
         train_dataset=train,
         eval_dataset=next((d for s, d in eval_splits.items() if s != "train"), None),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizers.student,
+        teacher_processing_class=tokenizers.teacher_argument(),
+        data_collator=tokenizers.collator(),
         compute_metrics=job.compute_metrics or make_compute_metrics(job.task),
     )
     logger.info("distilling into %d layers ...", num_encoder_layers(student))
@@ -215,12 +228,44 @@ def _distil(
     return trainer
 
 
+def _evaluate_pair(
+    job: DistillationJob,
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    eval_splits: Mapping[str, datasets.Dataset],
+    tokenizers: JobTokenizers,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The metrics of teacher and student, each on its own tokenization of the evaluation texts, and of each
+    teacher of an ensemble (the report's `teachers`)."""
+    ensemble = hasattr(teacher, "teachers")
+    splits, tokenizer, collator = evaluation_inputs(tokenizers, eval_splits, ensemble)
+    evaluate = {"args": job.args, "task": job.task, "compute_metrics": job.compute_metrics}
+    metrics = {
+        "teacher": evaluate_model(teacher, splits, tokenizer, data_collator=collator, **evaluate),
+        "student": evaluate_model(student, eval_splits, tokenizers.student, **evaluate),
+    }
+    # An ensemble's report lists each of its teachers too; its "teacher" row is the ensemble itself.
+    members = [
+        {
+            "name": hub_name(model_name(member)) or f"teacher {index}",
+            "metrics": evaluate_model(
+                member,
+                tokenizers.view(eval_splits, index - 1),
+                tokenizers.teachers[index - 1],
+                **evaluate,
+            ),
+        }
+        for index, member in enumerate(getattr(teacher, "teachers", []), start=1)
+    ]
+    return metrics, members
+
+
 def _measure(
     job: DistillationJob,
     trainer: DistillationTrainer,
     teacher: PreTrainedModel,
     eval_splits: Mapping[str, datasets.Dataset],
-    tokenizer: Any,
+    tokenizers: JobTokenizers,
     max_length: int,
     names: list[str] | None,
     timed: bool = True,
@@ -229,20 +274,7 @@ def _measure(
     `timed` their latency is left to the deploy step, which times them with the deployed forms."""
     student = trainer.student.eval()
     logger.info("evaluating teacher and student ...")
-    metrics = {
-        role: evaluate_model(model, eval_splits, tokenizer, job.args, job.task, job.compute_metrics)
-        for role, model in (("teacher", teacher), ("student", student))
-    }
-    # An ensemble's report lists each of its teachers too; its "teacher" row is the ensemble itself.
-    members = [
-        {
-            "name": hub_name(model_name(member)) or f"teacher {index}",
-            "metrics": evaluate_model(
-                member, eval_splits, tokenizer, job.args, job.task, job.compute_metrics
-            ),
-        }
-        for index, member in enumerate(getattr(teacher, "teachers", []), start=1)
-    ]
+    metrics, members = _evaluate_pair(job, teacher, student, eval_splits, tokenizers)
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         # Latency measured by several processes at once on one machine would be meaningless.
@@ -255,19 +287,18 @@ def _measure(
     )
     batches = None
     if timed and job.latency_batches > 0:
-        batches = latency_batches(
-            eval_splits[main_split],
-            tokenizer,
-            job.latency_batch_size,
-            job.latency_batches,
-            max_length,
-        )
+        sizes = (job.latency_batch_size, job.latency_batches, max_length)
+        ensemble = hasattr(teacher, "teachers")
+        batches = latency_inputs(tokenizers, eval_splits[main_split], ensemble, sizes)
     source = teacher_source(job)
     teacher_name = hub_name(source if isinstance(source, str) else model_name(source))
     if members:
         teacher_name = f"ensemble of {len(members)} teachers: " + ", ".join(
             m["name"] for m in members
         )
+    extra = {"teachers": members} if members else {}
+    if tokenizers.own_inputs:
+        extra["tokenizers"] = tokenizers.summary()
     return build_report(
         teacher,
         student,
@@ -286,7 +317,7 @@ def _measure(
         distillation=job.args.loss_settings(),
         train_examples=len(trainer.train_dataset),
         label_names=names,
-        extra={"teachers": members} if members else {},
+        extra=extra,
     )
 
 
@@ -315,12 +346,19 @@ def run(job: DistillationJob) -> DistillationResult:
     _check_student_plan(job, source)
     job = adopt_teacher_labels(job)
     tokenizer = _tokenizer(job)
-    deploying = check_deploy_plan(job, source, tokenizer)
+    tokenizers = job_tokenizers(job, tokenizer)
+    deploying = check_deploy_plan(job, source, tokenizers.student)
+    if deploying and tokenizers.own_inputs and len(tokenizers.teachers) > 1:
+        raise ValueError(
+            "--deploy and --prune_vocabulary time the teacher on one tokenization, but these teachers read their "
+            "own: leave them out, or distil from one teacher."
+        )
     names = job.label_names or label_names(job.data, job.task)
     raw = sampled_data(job)
-    data, eval_splits, max_length = prepare_data(job, raw, tokenizer)
-    extra = extra_rows(job, raw["train"], tokenizer, max_length)
-    teacher = prepare_teacher(job, data, tokenizer, names)
+    data, eval_splits, max_length = prepare_data(job, raw, tokenizers)
+    extra = extra_rows(job, raw["train"], tokenizers, max_length)
+    prefixes = tokenizers.prefixes if tokenizers.own_inputs else None
+    teacher = prepare_teacher(job, tokenizers.view(data), tokenizer, names, input_prefixes=prefixes)
     primary = getattr(teacher, "primary", teacher)
     student = build_student(
         primary,
@@ -330,39 +368,48 @@ def run(job: DistillationJob) -> DistillationResult:
         job.student_layers,
         job.trust_remote_code,
         **job.width(),
-        calibration_data=calibration_batches(job, data["train"], tokenizer),
+        calibration_data=calibration_batches(job, data["train"], tokenizers.student),
     )
     search = None
     if job.search_trials > 0:
-        search = search_recipe(job, teacher, student, data["train"], extra, tokenizer)
+        search = search_recipe(job, teacher, student, data["train"], extra, tokenizers)
         job = dataclasses.replace(job, args=dataclasses.replace(job.args, **search.best))
     train = data["train"] if extra is None else with_unlabeled(data["train"], extra)
-    trainer = _distil(job, teacher, student, train, eval_splits, tokenizer)
+    trainer = _distil(job, teacher, student, train, eval_splits, tokenizers)
     if trainer.stopped_by_signal:
         return DistillationResult(
             trainer=trainer,
             student=trainer.student,
             teacher=teacher,
-            tokenizer=tokenizer,
+            tokenizer=tokenizers.student,
             stopped_by_signal=trainer.stopped_by_signal,
             checkpoint=last_complete_checkpoint(job.args.output_dir),
         )
     report = _measure(
-        job, trainer, teacher, eval_splits, tokenizer, max_length, names, timed=not deploying
+        job, trainer, teacher, eval_splits, tokenizers, max_length, names, timed=not deploying
     )
     if search is not None and report is not None:
         report.extra["search"] = search.to_dict()
     deployment = None
     if deploying and report is not None:
         models = (teacher, trainer.student)
-        deployment = deploy_student(job, raw, report, models, tokenizer, eval_splits, max_length)
+        deployment = deploy_student(
+            job,
+            raw,
+            report,
+            models,
+            tokenizers.student,
+            eval_splits,
+            max_length,
+            tokenizers.teacher,
+        )
         deployment.add_to(report)
     return DistillationResult(
         trainer=trainer,
         student=trainer.student.eval(),
         teacher=teacher,
         report=report,
-        tokenizer=tokenizer,
+        tokenizer=tokenizers.student,
         deploy_dir=deployment.folder if deployment is not None else None,
         search=search,
         dataset_name=job.task.hub_dataset[0] if job.task.hub_dataset else None,

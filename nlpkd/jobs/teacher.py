@@ -121,8 +121,11 @@ def teacher_source(job: DistillationJob) -> PreTrainedModel | str:
     return _teacher_sources(job)[0]
 
 
-def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
-    """Several fine-tuned teachers as one (they are never fine-tuned here)."""
+def _ensemble(
+    job: DistillationJob, names: list[str] | None, prefixes: Sequence[str | None] | None = None
+) -> TeacherEnsemble:
+    """Several fine-tuned teachers as one (they are never fine-tuned here); teacher `i` reads the columns of
+    `prefixes[i]` (its own tokenization, see `nlpkd.data.teacher_inputs`; the student's by default)."""
     teachers, tokenizers = [], []
     for source in _teacher_sources(job):
         if not isinstance(source, PreTrainedModel):
@@ -131,12 +134,14 @@ def _ensemble(job: DistillationJob, names: list[str] | None) -> TeacherEnsemble:
             source = load_teacher(source, trust_remote_code=job.trust_remote_code)
         teachers.append(source)
     # The teachers loaded from folders must read the same token ids (their own tokenizers are there).
-    check_teachers_agree(teachers, tokenizers)
+    check_teachers_agree(teachers, tokenizers, prefixes)
     for teacher in teachers:
         if not job.task.is_regression and names:
             align_label_names(teacher, names)
     args = job.args
-    return TeacherEnsemble(teachers, args.teacher_weights, args.temperature, args.teacher_ensemble)
+    return TeacherEnsemble(
+        teachers, args.teacher_weights, args.temperature, args.teacher_ensemble, prefixes
+    )
 
 
 def _wants_finetuning(job: DistillationJob, source: str, finetune_only: bool) -> bool:
@@ -168,11 +173,13 @@ def prepare_teacher(
     tokenizer: Any,
     names: list[str] | None,
     finetune_only: bool = False,
+    input_prefixes: Sequence[str | None] | None = None,
 ) -> PreTrainedModel:
-    """The job's fine-tuned teacher: given, loaded, or fine-tuned here from a base encoder (and saved); several
-    fine-tuned teachers become one [`~nlpkd.models.TeacherEnsemble`]."""
+    """The job's fine-tuned teacher: given, loaded, or fine-tuned here from a base encoder (and saved) on `data`
+    as the teacher reads it; several fine-tuned teachers become one [`~nlpkd.models.TeacherEnsemble`] whose
+    teachers read the columns of `input_prefixes`."""
     if len(_teacher_sources(job)) > 1:
-        return _ensemble(job, names)
+        return _ensemble(job, names, input_prefixes)
     source = teacher_source(job)
     if isinstance(source, PreTrainedModel):
         # A model object is the caller's: its labels are checked against the data, never renamed.

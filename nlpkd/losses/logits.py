@@ -1,4 +1,4 @@
-"""Logit terms: the soft-target term between student and teacher logits (forward KL, reverse KL,
+"""Logit terms: the soft-target term between student and teacher logits (forward KL, reverse KL, symmetric KL,
 generalised Jensen-Shannon, logit MSE) and the hard-label term, with the masked mean they share.
 
 Every function here is pure: tensors in, a float32 scalar out; the teacher side is detached.
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["hard_label_loss", "logit_distillation_loss", "masked_mean", "soft_kl_loss"]
+from ..config import KD_LOSSES
 
-_LOGIT_LOSS_TYPES = ("forward_kl", "reverse_kl", "jsd", "mse")
+__all__ = ["hard_label_loss", "logit_distillation_loss", "masked_mean", "soft_kl_loss"]
 
 
 def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -75,7 +75,7 @@ def logit_distillation_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
     temperature: float = 2.0,
-    loss_type: Literal["forward_kl", "reverse_kl", "jsd", "mse"] = "forward_kl",
+    loss_type: Literal["forward_kl", "reverse_kl", "symmetric_kl", "jsd", "mse"] = "forward_kl",
     beta: float = 0.5,
     mask: Tensor | None = None,
     normalizer: int | float | Tensor | None = None,
@@ -90,6 +90,11 @@ def logit_distillation_loss(
       to put probability wherever the teacher does.
     - `"reverse_kl"`: `T**2 * KL(p_student || p_teacher)`. Mode-seeking: the student is pushed to
       avoid classes the teacher considers unlikely.
+    - `"symmetric_kl"`: `T**2 * (KL(p_teacher || p_student) + KL(p_student || p_teacher)) / 2`, the
+      mean of the two (Jeffreys' divergence halved). torchtune's `SymmetricKLLoss` (with its default
+      `sym_kd_ratio=0.5`, at `T = 1`) has the same gradient; its value is larger by half the teacher's
+      entropy, because its forward term is the cross-entropy `-sum p_teacher log p_student`. Here
+      the term is a divergence: 0 exactly when the two distributions agree.
     - `"jsd"`: the generalised Jensen-Shannon divergence of GKD (Agarwal et al., 2024),
       `T**2 * (beta * KL(p_teacher || m) + (1 - beta) * KL(p_student || m))` with the mixture
       `m = beta * p_teacher + (1 - beta) * p_student`. Bounded, before the `T**2`, by the binary
@@ -115,7 +120,7 @@ def logit_distillation_loss(
         temperature (`float`, *optional*, defaults to `2.0`):
             Softmax temperature `T`; must be positive. Not used by `"mse"` nor for one output.
         loss_type (`str`, *optional*, defaults to `"forward_kl"`):
-            `"forward_kl"`, `"reverse_kl"`, `"jsd"` or `"mse"`.
+            `"forward_kl"`, `"reverse_kl"`, `"symmetric_kl"`, `"jsd"` or `"mse"`.
         beta (`float`, *optional*, defaults to `0.5`):
             Teacher weight of the `"jsd"` mixture, in the open interval `(0, 1)`; only checked and
             used by `"jsd"`.
@@ -140,8 +145,8 @@ def logit_distillation_loss(
             f"temperature must be positive, got {temperature}; use 1.0 for plain softmax or a "
             "larger value (typically 2 to 8) to soften the teacher distribution."
         )
-    if loss_type not in _LOGIT_LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {_LOGIT_LOSS_TYPES}, got {loss_type!r}.")
+    if loss_type not in KD_LOSSES:
+        raise ValueError(f"loss_type must be one of {KD_LOSSES}, got {loss_type!r}.")
     if loss_type == "jsd" and not 0.0 < beta < 1.0:
         raise ValueError(
             f"beta must lie in the open interval (0, 1) for loss_type='jsd', got {beta}; the limits "
@@ -190,6 +195,11 @@ def logit_distillation_loss(
             per_row = _kl_from_log_probs(teacher_log_probs, student_log_probs)
         elif loss_type == "reverse_kl":
             per_row = _kl_from_log_probs(student_log_probs, teacher_log_probs)
+        elif loss_type == "symmetric_kl":
+            per_row = 0.5 * (
+                _kl_from_log_probs(teacher_log_probs, student_log_probs)
+                + _kl_from_log_probs(student_log_probs, teacher_log_probs)
+            )
         else:
             # log(beta * p_t + (1 - beta) * p_s) without leaving log space.
             mixture_log_probs = torch.logsumexp(

@@ -146,7 +146,9 @@ def loss_components(
         student_hidden = projected or [_as_tokens(student_out.hidden_states[s]) for s, _ in pairs]
         teacher_hidden = [_as_tokens(teacher_out.hidden_states[t]) for _, t in pairs]
         if args.hidden_loss == "pkd":
-            components["hidden"] = pkd_loss(student_hidden, teacher_hidden)
+            # PKD reads position 0 alone, which two tokenizations of one text both have (their lengths differ).
+            first = [[h[:, :1] for h in side] for side in (student_hidden, teacher_hidden)]
+            components["hidden"] = pkd_loss(*first)
         else:
             components["hidden"] = hidden_state_loss(
                 student_hidden, teacher_hidden, attention_mask, loss_type=args.hidden_loss

@@ -10,7 +10,24 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from ..config import DistillationConfig
 
-__all__ = ["check_causal_pair", "check_context_length", "context_length", "is_causal_lm"]
+__all__ = [
+    "OTHER_VOCABULARY_REFUSAL",
+    "check_causal_pair",
+    "check_context_length",
+    "context_length",
+    "is_causal_lm",
+]
+
+# Why two causal LMs with different tokenizers are refused, not distilled.
+OTHER_VOCABULARY_REFUSAL = (
+    "nlpkd distils two causal language models token by token, comparing the teacher's and the student's "
+    "next-token distributions at the same position over one vocabulary; with different tokenizers neither the "
+    "positions nor the vocabularies correspond, and comparing them anyway would train on a silently wrong "
+    "target. Cross-tokenizer methods exist (ULD, Boizard et al. 2024, compares sorted probabilities with a "
+    "Wasserstein distance and aligns positions by truncation; TRL's GOLDTrainer aligns token spans and maps "
+    "vocabularies) but nlpkd does not implement them: use a student with the teacher's tokenizer "
+    "(nlpkd.create_student), or TRL's GOLDTrainer."
+)
 
 _CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 
@@ -58,6 +75,13 @@ def check_causal_pair(student: nn.Module, teacher: nn.Module, args: Distillation
         )
     if not student_lm:
         return False
+    student_vocab = getattr(_unwrap(student).config, "vocab_size", None)
+    teacher_vocab = getattr(_unwrap(teacher).config, "vocab_size", None)
+    if student_vocab != teacher_vocab:
+        raise ValueError(
+            f"Teacher and student vocabularies differ (teacher vocab_size={teacher_vocab}, student "
+            f"vocab_size={student_vocab}): {OTHER_VOCABULARY_REFUSAL}"
+        )
     if args.teacher_cache:
         raise ValueError(
             "teacher_cache stores one logit vector per example, but a causal language model has one per token "

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from ..data.teacher_inputs import same_tokenizer
+
 __all__ = ["check_compatible", "check_layer_outputs", "check_tokenizers_match"]
 
 
@@ -18,25 +20,36 @@ def _is_generic_label_map(id2label: Mapping[int, str]) -> bool:
 
 
 def check_compatible(
-    student: PreTrainedModel, teacher: PreTrainedModel, teacher_columns: slice | None = None
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    teacher_columns: slice | None = None,
+    shared_vocabulary: bool = True,
 ) -> None:
     """Raise a `ValueError` that says what to do when the teacher cannot teach this student.
 
-    Checks the vocabulary (both models must read the same token ids), the number of labels and, when both models
-    name their labels, the label maps (the logits must mean the same classes in the same order).
+    Checks the vocabulary (both models must read the same token ids, unless each reads its own tokenization),
+    the number of labels and, when both models name their labels, the label maps (the logits must mean the same
+    classes in the same order).
 
     Args:
         student (`PreTrainedModel`): the model being trained.
         teacher (`PreTrainedModel`): the fine-tuned teacher.
         teacher_columns (`slice`, *optional*): the student's logit columns that the teacher's logits stand for
             (a student with a head grown for a new task, see `nlpkd.jobs.continual`); all of them when not given.
+        shared_vocabulary (`bool`, *optional*, defaults to `True`): both models read the same token ids; `False`
+            when the teacher reads its own tokenization (`nlpkd.data.teacher_inputs`).
     """
     s_cfg, t_cfg = student.config, teacher.config
-    if getattr(s_cfg, "vocab_size", None) != getattr(t_cfg, "vocab_size", None):
+    s_vocab, t_vocab = getattr(s_cfg, "vocab_size", None), getattr(t_cfg, "vocab_size", None)
+    if shared_vocabulary and s_vocab != t_vocab:
         raise ValueError(
-            f"Teacher and student vocabularies differ (teacher vocab_size={t_cfg.vocab_size}, student "
-            f"vocab_size={s_cfg.vocab_size}): both models must read the same token ids. Build the student "
-            "from the teacher with nlpkd.create_student, or use a student with the teacher's tokenizer."
+            f"Teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student "
+            f"vocab_size={s_vocab}): both models must read the same token ids. Build the student "
+            "from the teacher with nlpkd.create_student, use a student with the teacher's tokenizer, or give "
+            "each model its own tokenizer: DistillationTrainer(processing_class=student_tokenizer, "
+            "teacher_processing_class=teacher_tokenizer) with data from tokenize_dataset(..., "
+            "teacher_tokenizer=teacher_tokenizer); nlpkd.distill(student_tokenizer=...); with the command, the "
+            "--student folder's own tokenizer files (docs/cross-tokenizer.md)."
         )
     s_ids = list(range(s_cfg.num_labels))[teacher_columns or slice(None)]
     if teacher_columns is not None and len(s_ids) != t_cfg.num_labels:
@@ -60,7 +73,8 @@ def check_compatible(
 
 
 def check_tokenizers_match(student_tokenizer: Any, teacher_tokenizer: Any) -> None:
-    """Raise a `ValueError` when two tokenizers would give different token ids for the same text.
+    """Raise a `ValueError` when two tokenizers that claim to be one would give different token ids for the
+    same text (the data carries one tokenization, which the teacher would read too).
 
     Args:
         student_tokenizer: the tokenizer the data was tokenized with.
@@ -68,12 +82,14 @@ def check_tokenizers_match(student_tokenizer: Any, teacher_tokenizer: Any) -> No
     """
     if student_tokenizer is None or teacher_tokenizer is None:
         return
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+    if not same_tokenizer(student_tokenizer, teacher_tokenizer):
         raise ValueError(
             f"Teacher and student tokenizers differ ({type(teacher_tokenizer).__name__} with "
             f"{len(teacher_tokenizer)} tokens vs {type(student_tokenizer).__name__} with "
-            f"{len(student_tokenizer)} tokens): the teacher would read different token ids. Tokenize the "
-            "data once with the teacher's tokenizer and use a student that shares it."
+            f"{len(student_tokenizer)} tokens), but the data carries one tokenization: the teacher would read "
+            "token ids it was not trained on. Tokenize the data once with the teacher's tokenizer and use a "
+            "student that shares it, or tokenize it for both models with tokenize_dataset(..., "
+            "teacher_tokenizer=teacher_tokenizer) so that the teacher reads its own teacher_input_ids."
         )
 
 

@@ -5,7 +5,9 @@ teacher-logit cache and the evaluation treat it as the teacher. Its logits are c
 `softmax(logits / T)` is the weighted mean of the teachers' `softmax(z_i / T)` (averaging in probability
 space, the default), or they are the weighted mean of the teachers' logits (`mode="logits"`); regression
 teachers are always averaged as values. Hidden states and attentions come from the first teacher (the
-*primary* one), which the intermediate terms compare with.
+*primary* one), which the intermediate terms compare with. Teachers with different tokenizers each read their own
+columns of the batch (`input_prefixes`: `teacher_input_ids`, `teacher2_input_ids`, ...; see
+`nlpkd.data.teacher_inputs`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..losses.logits import hard_label_loss
 from .checks import check_tokenizers_match
-from .inputs import forward_input_names, select_forward_inputs
+from .inputs import forward_input_names, route_inputs
 
 __all__ = ["ENSEMBLE_MODES", "TeacherEnsemble", "check_teachers_agree", "ensemble_logits"]
 
@@ -64,11 +66,15 @@ def ensemble_logits(
 
 
 def check_teachers_agree(
-    teachers: Sequence[PreTrainedModel], tokenizers: Sequence[Any] = ()
+    teachers: Sequence[PreTrainedModel],
+    tokenizers: Sequence[Any] = (),
+    input_prefixes: Sequence[str | None] | None = None,
 ) -> None:
-    """Raise a `ValueError` when teachers cannot be averaged: other label maps, label counts or vocabularies
-    (their logit `i` must mean the same class and they must read the same token ids)."""
+    """Raise a `ValueError` when teachers cannot be averaged: other label maps or label counts (their logit `i`
+    must mean the same class), or other vocabularies among teachers that read the same columns of the batch
+    (`input_prefixes`, one per teacher; all the same columns by default)."""
     first = teachers[0].config
+    prefixes = list(input_prefixes) if input_prefixes is not None else [None] * len(teachers)
     for index, teacher in enumerate(teachers[1:], start=2):
         config = teacher.config
         if config.num_labels != first.num_labels or dict(config.id2label) != dict(first.id2label):
@@ -77,14 +83,25 @@ def check_teachers_agree(
                 f"{dict(first.id2label)}: the teachers of an ensemble must share one label map (logit i must "
                 "mean the same class). Fine-tune them on the same labels, in the same order."
             )
-        if getattr(config, "vocab_size", None) != getattr(first, "vocab_size", None):
+    for index, teacher in enumerate(teachers, start=1):
+        reference = (
+            prefixes.index(prefixes[index - 1]) + 1
+        )  # the first teacher that reads the same columns
+        vocab = getattr(teacher.config, "vocab_size", None)
+        other = getattr(teachers[reference - 1].config, "vocab_size", None)
+        if vocab != other:
             raise ValueError(
-                f"Teacher {index} has vocab_size={config.vocab_size} but teacher 1 has {first.vocab_size}: the "
-                "teachers of an ensemble must share one tokenizer. Use teachers fine-tuned from the same base "
-                "model."
+                f"Teacher {index} has vocab_size={vocab} but teacher {reference} has {other}: the teachers of an "
+                "ensemble that read the same token ids must share one tokenizer. Use teachers fine-tuned from "
+                "the same base model, or give each its own tokenization: one tokenizer per teacher in "
+                "DistillationTrainer(teacher_processing_class=[...]) and tokenize_dataset(..., teacher_tokenizer=[...])."
             )
-    for tokenizer in tokenizers[1:]:
-        check_tokenizers_match(tokenizers[0], tokenizer)
+    # Tokenizers are compared when they are known for every teacher, or when all teachers claim one tokenization.
+    if input_prefixes is not None and len(tokenizers) != len(teachers):
+        return
+    for index, tokenizer in enumerate(tokenizers[1:], start=1):
+        if prefixes[index] == prefixes[0]:
+            check_tokenizers_match(tokenizers[0], tokenizer)
 
 
 class TeacherEnsemble(nn.Module):
@@ -95,6 +112,9 @@ class TeacherEnsemble(nn.Module):
         weights (`Sequence[float]`, *optional*): one weight per teacher; equal weights by default.
         temperature (`float`, *optional*, defaults to `1.0`): the distillation temperature (probability mode).
         mode (`str`, *optional*, defaults to `"probs"`): average probabilities or logits.
+        input_prefixes (`Sequence[str | None]`, *optional*): per teacher, the prefix of the batch columns it reads
+            (`"teacher_"` reads `teacher_input_ids`, ... as `input_ids`, ...; `None` reads the student's columns,
+            the default for all).
     """
 
     def __init__(
@@ -103,13 +123,20 @@ class TeacherEnsemble(nn.Module):
         weights: Sequence[float] | None = None,
         temperature: float = 1.0,
         mode: Literal["probs", "logits"] = "probs",
+        input_prefixes: Sequence[str | None] | None = None,
     ) -> None:
         super().__init__()
         if len(teachers) < 2:
             raise ValueError(
                 "an ensemble needs at least two teachers; pass the single teacher itself."
             )
-        check_teachers_agree(teachers)
+        prefixes = list(input_prefixes) if input_prefixes is not None else [None] * len(teachers)
+        if len(prefixes) != len(teachers):
+            raise ValueError(
+                f"got {len(prefixes)} input prefixes for {len(teachers)} teachers: give one per teacher."
+            )
+        check_teachers_agree(teachers, input_prefixes=prefixes)
+        self.input_prefixes = prefixes
         weights = list(weights) if weights is not None else [1.0] * len(teachers)
         ensemble_logits(
             [torch.zeros(1, 2)] * len(teachers), weights, temperature, mode
@@ -131,19 +158,38 @@ class TeacherEnsemble(nn.Module):
         return self.teachers[0]
 
     def input_names(self) -> set[str] | None:
-        """The batch keys any of the teachers takes (`None`: one of them takes every key)."""
+        """The batch keys any of the teachers takes, under its prefix (`None`: one of them takes every key)."""
         names = [forward_input_names(teacher) for teacher in self.teachers]
-        return None if None in names else set().union(*names)
+        if None in names:
+            return None
+        return {
+            f"{prefix or ''}{name}"
+            for own, prefix in zip(names, self.input_prefixes, strict=True)
+            for name in own
+        }
+
+    def read_columns(self, input_prefixes: Sequence[str | None]) -> None:
+        """Set the prefix of the batch columns each teacher reads (see `input_prefixes`), checked again."""
+        prefixes = list(input_prefixes)
+        check_teachers_agree(list(self.teachers), input_prefixes=prefixes)
+        self.input_prefixes = prefixes
+
+    def _inputs(self, index: int, batch: dict[str, Any]) -> dict[str, Any]:
+        # Each teacher gets the keys its own forward takes (a DistilBERT teacher has no token_type_ids), from its
+        # own columns when its tokenizer differs from the student's.
+        teacher = self.teachers[index]
+        return route_inputs(forward_input_names(teacher), batch, self.input_prefixes[index])
 
     def forward(
         self, labels: torch.Tensor | None = None, **inputs: Any
     ) -> SequenceClassifierOutput:
         flags = {k: v for k, v in inputs.items() if k.startswith("output_")}
         batch = {k: v for k, v in inputs.items() if not k.startswith("output_")}
-        # Each teacher gets the keys its own forward takes (a DistilBERT teacher has no token_type_ids).
-        first = self.teachers[0](**select_forward_inputs(self.teachers[0], batch), **flags)
+        first = self.teachers[0](**self._inputs(0, batch), **flags)
         others = [
-            teacher(**select_forward_inputs(teacher, batch)).logits for teacher in self.teachers[1:]
+            teacher(**self._inputs(index, batch)).logits
+            for index, teacher in enumerate(self.teachers)
+            if index > 0
         ]
         logits = ensemble_logits(
             [first.logits, *others], self.weights.tolist(), float(self.temperature), self.mode

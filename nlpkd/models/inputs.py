@@ -9,27 +9,50 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-__all__ = ["route_inputs", "select_forward_inputs", "signature_columns"]
+from ..data.teacher_inputs import CACHE_COLUMN, is_teacher_column, own_columns
 
-CACHE_COLUMN = "teacher_logits"
+__all__ = ["route_inputs", "select_forward_inputs", "signature_columns"]
 
 
 # Batch keys that are targets, never model inputs.
 _TARGET_KEYS = ("labels", "shift_labels", CACHE_COLUMN)
 
 
-def signature_columns(student_keys: set[str], teacher_keys: set[str]) -> list[str]:
-    """The dataset columns the Trainer must keep: the inputs of both models' `forward`, the labels and the
-    cached teacher logits (the Trainer alone would keep only the student's)."""
-    return sorted(student_keys | teacher_keys | {"label", "label_ids", "labels", CACHE_COLUMN})
+def signature_columns(
+    student_keys: set[str], teacher_keys: set[str], teacher_prefix: str | None = None
+) -> list[str]:
+    """The dataset columns the Trainer must keep: the inputs of both models' `forward` (the teacher's under
+    `teacher_prefix` when it reads columns of its own), the labels and the cached teacher logits (the Trainer
+    alone would keep only the student's)."""
+    own = {f"{teacher_prefix}{key}" for key in teacher_keys} if teacher_prefix else set()
+    return sorted(
+        student_keys | teacher_keys | own | {"label", "label_ids", "labels", CACHE_COLUMN}
+    )
 
 
-def route_inputs(keys: set[str] | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+def route_inputs(
+    keys: set[str] | None, inputs: Mapping[str, Any], prefix: str | None = None
+) -> dict[str, Any]:
     """The entries of a batch that a model's `forward` takes (`keys`, from
-    [`~nlpkd.models.forward_input_names`]); with `keys=None` (a `**kwargs` forward), every entry but the targets.
+    [`~nlpkd.models.forward_input_names`]); with `keys=None` (a `**kwargs` forward), every entry but the targets
+    and the teachers' own columns.
+
+    With a `prefix`, the model reads columns of its own (a teacher with another tokenizer than the student's):
+    `teacher_input_ids`, ... are given to it as `input_ids`, ..., and nothing else is.
     """
+    if prefix is not None:
+        own = own_columns(inputs, prefix)
+        if not own:
+            raise ValueError(
+                f"The batch has no {prefix}input_ids, but the teacher reads its own tokenization there (its "
+                "tokenizer differs from the student's): tokenize the data with tokenize_dataset(..., "
+                "teacher_tokenizer=the teacher's tokenizer) and pad it with DataCollatorWithTeacherPadding."
+            )
+        inputs = own
     if keys is None:
-        return {k: v for k, v in inputs.items() if k not in _TARGET_KEYS}
+        return {
+            k: v for k, v in inputs.items() if k not in _TARGET_KEYS and not is_teacher_column(k)
+        }
     return {k: v for k, v in inputs.items() if k in keys}
 
 
@@ -92,5 +115,9 @@ def select_forward_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> d
     return {
         key: value
         for key, value in batch.items()
-        if (key in accepted if accepted is not None else key != "labels")
+        if (
+            key in accepted
+            if accepted is not None
+            else key != "labels" and not is_teacher_column(key)
+        )
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,11 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["freeze_teacher", "resolve_teacher"]
 
 
-def resolve_teacher(teacher: Any, args: Any) -> nn.Module:
+def resolve_teacher(
+    teacher: Any, args: Any, input_prefixes: Sequence[str | None] | None = None
+) -> nn.Module:
     """The teacher a trainer was given, as a module: a model, a path or Hub id loaded as a fine-tuned
     classifier, or a list of those averaged into a [`~nlpkd.models.TeacherEnsemble`] with `args`'s
-    `teacher_weights`, `temperature` and `teacher_ensemble`."""
+    `teacher_weights`, `temperature` and `teacher_ensemble`; an ensemble's teachers read the batch columns of
+    `input_prefixes` (one per teacher, see `nlpkd.data.teacher_inputs`)."""
     if isinstance(teacher, TeacherEnsemble):
+        if input_prefixes is not None:
+            teacher.read_columns(input_prefixes)
         return teacher
     if isinstance(teacher, list | tuple):
         return TeacherEnsemble(
@@ -29,6 +35,7 @@ def resolve_teacher(teacher: Any, args: Any) -> nn.Module:
             args.teacher_weights,
             args.temperature,
             args.teacher_ensemble,
+            input_prefixes=input_prefixes,
         )
     return load_teacher(teacher)
 

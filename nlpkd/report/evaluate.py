@@ -206,7 +206,7 @@ def build_report(
     *,
     main_metric: str,
     main_split: str,
-    latency_batches: Sequence[Mapping[str, Tensor]] | None = None,
+    latency_batches: Sequence[Mapping[str, Tensor]] | Mapping[str, Sequence] | None = None,
     warmup: int = 2,
     repeats: int = 5,
     progress: bool = True,
@@ -223,7 +223,8 @@ def build_report(
         main_metric (`str`): the metric of `retention`, e.g. `"accuracy"`.
         main_split (`str`): the split of `retention`, e.g. `"validation"`.
         latency_batches (`Sequence[Mapping[str, Tensor]]`, *optional*): batches to time both models on
-            ([`latency_batches`]); latency is left out when not given.
+            ([`latency_batches`]), or `{"teacher": ..., "student": ...}` when each reads its own tokenization of
+            the same texts; latency is left out when not given.
         warmup (`int`, *optional*, defaults to `2`): untimed passes first, see [`measure_latency`].
         repeats (`int`, *optional*, defaults to `5`): timed rounds, see [`measure_latency`].
         progress (`bool`, *optional*, defaults to `True`): show a progress bar while timing.
@@ -240,10 +241,10 @@ def build_report(
                 progress=progress,
             )
         )
-        fields.update(
-            latency_batch_shape=batch_shape(latency_batches[0]),
-            latency_num_batches=len(latency_batches),
+        timed = (
+            latency_batches["student"] if isinstance(latency_batches, Mapping) else latency_batches
         )
+        fields.update(latency_batch_shape=batch_shape(timed[0]), latency_num_batches=len(timed))
     variants = [
         Variant(
             name=name,

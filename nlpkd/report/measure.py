@@ -91,7 +91,7 @@ def _synchronize(device: torch.device) -> None:
 
 def measure_latency(
     models: Mapping[str, torch.nn.Module],
-    batches: Sequence[Mapping[str, Tensor]],
+    batches: Sequence[Mapping[str, Tensor]] | Mapping[str, Sequence[Mapping[str, Tensor]]],
     warmup: int = 2,
     repeats: int = 5,
     progress: bool = True,
@@ -109,8 +109,10 @@ def measure_latency(
     Args:
         models (`Mapping[str, torch.nn.Module]`):
             Models to time, by the name used in the result (e.g. `{"teacher": t, "student": s}`).
-        batches (`Sequence[Mapping[str, torch.Tensor]]`):
-            Tokenized input batches; each is moved to each model's device before timing.
+        batches (`Sequence[Mapping[str, torch.Tensor]]` or `Mapping[str, Sequence]`):
+            Tokenized input batches; each is moved to each model's device before timing. Models with
+            different tokenizers take a mapping from each model's name to its own batches (the same
+            texts through its own tokenizer, as many batches for every model).
         warmup (`int`, *optional*, defaults to `2`):
             Untimed passes over all batches first, so lazy initialisation and caches do not count.
         repeats (`int`, *optional*, defaults to `5`):
@@ -126,6 +128,13 @@ def measure_latency(
         raise ValueError("measure_latency needs at least one model, e.g. {'student': model}.")
     if not batches:
         raise ValueError("measure_latency needs at least one input batch; got an empty sequence.")
+    own = batches if isinstance(batches, Mapping) else dict.fromkeys(models, batches)
+    if set(own) != set(models) or len({len(b) for b in own.values()}) != 1:
+        raise ValueError(
+            f"batches per model must name every model ({sorted(models)}, got {sorted(own)}) with as many "
+            "batches each, so that every round times each model on the same texts."
+        )
+    count = len(next(iter(own.values())))
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}.")
     if repeats < 1:
@@ -140,7 +149,7 @@ def measure_latency(
                 for key, value in select_forward_inputs(model, batch).items()
                 if key != "labels"
             }
-            for batch in batches
+            for batch in own[name]
         ]
         for name, model in models.items()
     }
@@ -152,14 +161,14 @@ def measure_latency(
             model.eval()
         with torch.inference_mode():
             for _ in range(warmup):
-                for index in range(len(batches)):
+                for index in range(count):
                     for name in names:
                         models[name](**routed[name][index])
                         _synchronize(devices[name])
             for round_index in tqdm(range(repeats), desc="Measuring latency", disable=not progress):
                 # Alternate the order each round so no model always runs right after the other.
                 order = names if round_index % 2 == 0 else names[::-1]
-                for index in range(len(batches)):
+                for index in range(count):
                     for name in order:
                         _synchronize(devices[name])
                         start = time.perf_counter()

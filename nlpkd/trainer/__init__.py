@@ -5,6 +5,7 @@ from .cache import add_teacher_logits, cached_training_set
 from .checkpoints import GracefulStop, last_complete_checkpoint, resolve_resume_checkpoint
 from .loss_log import LossLog, NonFiniteLossError, check_finite
 from .projections import StudentWithProjections, save_student, with_projections
+from .teacher_inputs import plan_teacher_inputs
 from .trainer import DistillationTrainer
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "cached_training_set",
     "check_finite",
     "last_complete_checkpoint",
+    "plan_teacher_inputs",
     "resolve_resume_checkpoint",
     "save_student",
     "with_projections",

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..data.fingerprint import dataset_fingerprint, teacher_fingerprint
+from ..data.teacher_inputs import own_columns
 from ..models.inputs import CACHE_COLUMN
 
 __all__ = ["add_teacher_logits", "cached_training_set", "default_cache_dir"]
@@ -40,6 +41,7 @@ def add_teacher_logits(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     cache_dir: str | None = None,
+    prefix: str | None = None,
 ) -> datasets.Dataset:
     """Return `dataset` with a `teacher_logits` column computed by `teacher`, from or into the disk cache.
 
@@ -60,25 +62,31 @@ def add_teacher_logits(
             Folder of the Arrow cache for a dataset that lives in memory. A dataset read from files keeps its
             cache beside its own cache files, as `datasets` does for every `map`. Without either, the logits
             are computed in memory for this run only.
+        prefix (`str`, *optional*):
+            The prefix of the teacher's own columns (`teacher_`) when its tokenizer differs from the student's:
+            only they are read, and given to it without the prefix.
 
     Returns:
         `datasets.Dataset`: the same rows with `teacher_logits` (one list of floats per example).
     """
     if CACHE_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(CACHE_COLUMN)
-    columns = [name for name in input_names if name in dataset.column_names]
-    if "input_ids" not in columns:
+    names = [f"{prefix or ''}{name}" for name in input_names]
+    columns = [name for name in names if name in dataset.column_names]
+    if not any(name.endswith("input_ids") for name in columns):
         raise ValueError(
-            f"The training set has no input_ids column (columns: {dataset.column_names}): tokenize it before "
-            "caching the teacher's outputs."
+            f"The training set has no {prefix or ''}input_ids column (columns: {dataset.column_names}): tokenize "
+            "it before caching the teacher's outputs."
         )
     fingerprint = hashlib.sha256(
         f"{dataset_fingerprint(dataset)}-{teacher_fingerprint(teacher)}-{sorted(columns)}".encode()
     ).hexdigest()[:32]
 
     def compute(batch: dict[str, list]) -> dict[str, list]:
-        rows = [{name: batch[name][i] for name in columns} for i in range(len(batch["input_ids"]))]
+        rows = [{name: batch[name][i] for name in columns} for i in range(len(batch[columns[0]]))]
         inputs = {k: v.to(device) for k, v in collate(rows).items() if k in columns}
+        # A teacher with its own tokenizer reads its own columns, renamed back to `input_ids`, ...
+        inputs = own_columns(inputs, prefix) if prefix else inputs
         with torch.no_grad():
             logits = teacher(**inputs).logits
         return {CACHE_COLUMN: logits.float().cpu().tolist()}
@@ -129,4 +137,5 @@ def cached_training_set(dataset: Any, trainer: Any, input_names: Iterable[str]) 
             batch_size=args.per_device_eval_batch_size,
             device=args.device,
             cache_dir=cache_dir,
+            prefix=getattr(trainer, "teacher_prefix", None),
         )

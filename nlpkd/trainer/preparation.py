@@ -5,7 +5,7 @@ attention dropout, the layer map, learned projections, and the teacher's outputs
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,10 +31,12 @@ __all__ = [
 ]
 
 
-def check_pair(student: Any, teacher: Any, args: Any) -> Any:
+def check_pair(
+    student: Any, teacher: Any, args: Any, input_prefixes: Sequence[str | None] | None = None
+) -> Any:
     """The teacher, loaded when given as a path, after checking the arguments of a
     [`~nlpkd.trainer.DistillationTrainer`]: `args` is a [`DistillationConfig`], and the student is a separate
-    model."""
+    model. Several teachers read the batch columns of `input_prefixes` (one per teacher)."""
     if not isinstance(args, DistillationConfig):
         raise ValueError(
             f"args must be a nlpkd.DistillationConfig, got {type(args).__name__}: it carries the "
@@ -43,7 +45,7 @@ def check_pair(student: Any, teacher: Any, args: Any) -> Any:
     if student is None:
         raise ValueError("DistillationTrainer needs the student as `model`.")
     # A path is loaded; several teachers become one ensemble (teacher_weights, teacher_ensemble).
-    teacher = resolve_teacher(teacher, args)
+    teacher = resolve_teacher(teacher, args, input_prefixes)
     if teacher is student:
         raise ValueError(
             "The teacher and the student are the same object: pass a separate student."
@@ -57,19 +59,25 @@ def teacher_outputs(
     inputs: Mapping[str, Any],
     requests: Mapping[str, bool],
     relations: Any,
+    prefix: str | None = None,
 ) -> Any:
     """The teacher's outputs on a batch, without gradients: its cached logits when the batch carries them and
-    only the logits are needed, else a forward pass on the inputs it takes (`keys`) with the per-layer outputs
-    the terms ask for (`requests`)."""
+    only the logits are needed, else a forward pass on the inputs it takes (`keys`; from its own columns under
+    `prefix` when its tokenizer differs from the student's) with the per-layer outputs the terms ask for
+    (`requests`)."""
     cached = inputs.get(CACHE_COLUMN)
     if cached is not None and not requests and relations is None:
         return SequenceClassifierOutput(logits=cached)
     with torch.no_grad():
-        return teacher(**route_inputs(keys, inputs), **requests)
+        return teacher(**route_inputs(keys, inputs, prefix), **requests)
 
 
 def prepare_models(
-    student: Any, teacher: Any, args: DistillationConfig, logit_columns: LogitColumns | None = None
+    student: Any,
+    teacher: Any,
+    args: DistillationConfig,
+    logit_columns: LogitColumns | None = None,
+    teacher_prefix: str | None = None,
 ) -> dict[int, int]:
     """Make a frozen teacher and its student ready for the configured terms, and return the layer map.
 
@@ -83,6 +91,8 @@ def prepare_models(
         teacher ([`~transformers.PreTrainedModel`]): the frozen teacher (changed in place).
         args ([`DistillationConfig`]): the loss settings.
         logit_columns ([`LogitColumns`], *optional*): the student's columns that the teacher's logits stand for.
+        teacher_prefix (`str`, *optional*): the prefix of the teacher's own columns when it reads its own
+            tokenization (an ensemble says it per teacher); its vocabulary may then differ from the student's.
 
     Returns:
         `dict[int, int]`: student layer -> teacher layer of the hidden-state and attention terms (empty when
@@ -90,7 +100,11 @@ def prepare_models(
     """
     # An ensemble of teachers answers for its first teacher's layers.
     primary = getattr(teacher, "primary", teacher)
-    check_compatible(student, primary, (logit_columns or LogitColumns()).teacher)
+    own_tokens = (
+        teacher_prefix is not None or getattr(teacher, "input_prefixes", [None])[0] is not None
+    )
+    columns = (logit_columns or LogitColumns()).teacher
+    check_compatible(student, primary, columns, shared_vocabulary=not own_tokens)
     if args.alpha_attn > 0:
         for model in (student, *getattr(teacher, "teachers", [teacher])):
             # `_attn_implementation` is transformers' own record of the implementation in use (no public

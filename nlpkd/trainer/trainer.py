@@ -16,7 +16,6 @@ from ..data.completions import CompletionCollator, ShiftLabelsCollator
 from ..losses.logits import hard_label_loss
 from ..losses.terms import LogitColumns, has_labels, loss_components, output_requests
 from ..models.causal import check_causal_pair
-from ..models.checks import check_tokenizers_match
 from ..models.inputs import forward_input_names, route_inputs, signature_columns
 from ..models.teacher import freeze_teacher
 from ..models.width import kept_teacher_heads
@@ -26,14 +25,9 @@ from .checkpoints import GracefulStop, resolve_resume_checkpoint
 from .hooks import student_forward
 from .loss_log import LossLog, check_finite
 from .placement import place_teacher
-from .preparation import (
-    check_pair,
-    prepare_models,
-    relation_heads,
-    teacher_outputs,
-    trainable_student,
-)
+from .preparation import prepare_models, relation_heads, teacher_outputs, trainable_student
 from .projections import StudentWithProjections, save_student
+from .teacher_inputs import plan_teacher_inputs
 from .token_level import next_token_targets
 
 __all__ = ["DistillationTrainer"]
@@ -63,8 +57,9 @@ class DistillationTrainer(Trainer):
             (`teacher_weights`, `teacher_ensemble`); the intermediate terms use the first one.
         args (`DistillationConfig`):
             Training and distillation settings.
-        teacher_processing_class (tokenizer, *optional*):
-            The teacher's tokenizer; when given, it must match `processing_class` token for token.
+        teacher_processing_class (tokenizer or a list of them, *optional*):
+            The teacher's tokenizer (one per teacher). When it differs from `processing_class`, the teacher reads
+            its own columns (`tokenize_dataset(..., teacher_tokenizer=...)`, `nlpkd.data.teacher_inputs`).
         logit_columns ([`~nlpkd.losses.LogitColumns`], *optional*):
             The student's logit columns of the teacher's logits and of the labels (all by default; `nlpkd.jobs.continual`).
         **kwargs:
@@ -95,12 +90,15 @@ class DistillationTrainer(Trainer):
         logit_columns: LogitColumns | None = None,
         **kwargs: Any,
     ) -> None:
-        teacher = check_pair(model, teacher, args)
-        check_tokenizers_match(kwargs.get("processing_class"), teacher_processing_class)
+        teacher, self.teacher_prefix = plan_teacher_inputs(
+            model, teacher, args, teacher_processing_class, kwargs
+        )
         self.token_level = check_causal_pair(model, teacher, args)
         teacher = freeze_teacher(teacher, args.teacher_dtype)
         self.logit_columns = logit_columns or LogitColumns()
-        self.layer_map = prepare_models(model, teacher, args, self.logit_columns)
+        self.layer_map = prepare_models(
+            model, teacher, args, self.logit_columns, self.teacher_prefix
+        )
         # A narrow student's attention heads are compared with the teacher heads they were sliced from.
         self.attention_heads = kept_teacher_heads(model.config, self.layer_map)
         if self.token_level and kwargs.get("data_collator") is None:
@@ -124,7 +122,9 @@ class DistillationTrainer(Trainer):
         # hook names the columns to keep (remove_unused_columns=False would hand raw text to the collator), so
         # this sets the private attribute the Trainer fills lazily; tests/test_internals.py pins that it is read.
         if args.remove_unused_columns:
-            self._signature_columns = signature_columns(self._student_keys, self._teacher_keys)
+            self._signature_columns = signature_columns(
+                self._student_keys, self._teacher_keys, self.teacher_prefix
+            )
         self.teacher = place_teacher(teacher, self)
         if args.teacher_cache and self.train_dataset is not None:
             self.train_dataset = cached_training_set(self.train_dataset, self, self._teacher_keys)
@@ -210,7 +210,7 @@ class DistillationTrainer(Trainer):
         with student_forward(args, self.relation_heads, *models) as relations:
             student_out = model(**route_inputs(self._student_keys, inputs), **requests)
             teacher_out = teacher_outputs(
-                self.teacher, self._teacher_keys, inputs, requests, relations
+                self.teacher, self._teacher_keys, inputs, requests, relations, self.teacher_prefix
             )
         components = loss_components(
             args,
