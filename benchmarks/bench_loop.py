@@ -205,16 +205,21 @@ def time_run(
     run: str, teacher: nn.Module, student: nn.Module, loop: Loop, warmup: int, dataset: Any
 ) -> dict[str, Any]:
     """Train one run for `loop.max_steps` steps and return its timed steps, compute dtypes and grad scaler."""
+    started = time.perf_counter()
     trainer, probed = make_trainer(run, teacher, student, loop, dataset)
     clock = StepClock(warmup, loop.device == "cuda", trainer)
     trainer.add_callback(clock)
     probe = DtypeProbe(probed)
+    built = time.perf_counter()
     try:
         trainer.train()
     finally:
         probe.remove()
     result = {
         "seconds": clock.seconds(),
+        # Not figures: what a run costs besides its steps, to size a run (building, preparing, the warm-up).
+        "build_s": built - started,
+        "train_s": time.perf_counter() - built,
         "dtypes": probe.dtypes,
         "scaler": clock.scales[-1] if clock.scales else None,
         "scaler_skipped_steps": clock.skipped if clock.scales else None,

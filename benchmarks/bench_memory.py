@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import multiprocessing
 import resource
 import sys
@@ -80,7 +81,9 @@ def memory_run(cli: argparse.Namespace, run: str, precision: str) -> dict[str, A
     before = torch.cuda.memory_allocated() if cuda else read_status().get("VmRSS", 0)
     case = CASES[cli.case_name]
     _, _, memory_batch = shape_of(case, cli)
-    teacher = build_teacher(case.name, cli.teacher)
+    teacher = (
+        cached_teacher(case.name, cli.teacher) if cuda else build_teacher(case.name, cli.teacher)
+    )
     vocab_size = teacher.config.vocab_size
     student = None if run == "teacher_ft" else make_student(teacher, case)
     if run == "plain":
@@ -104,6 +107,17 @@ def memory_run(cli: argparse.Namespace, run: str, precision: str) -> dict[str, A
         del trainer
     free_memory(cli.device)
     return {"peak_mb": (peak - before) / 1e6, "peak_reset": peak_reset}
+
+
+_TEACHERS: dict[str, torch.nn.Module] = {}
+
+
+def cached_teacher(case: str, path: str | None) -> torch.nn.Module:
+    """A copy of the case's teacher, built once per process: on CUDA the measurements share one process, and
+    the models stay on the CPU until a trainer moves them, so the copy costs no GPU memory before the peak."""
+    if case not in _TEACHERS:
+        _TEACHERS[case] = build_teacher(case, path)
+    return copy.deepcopy(_TEACHERS[case])
 
 
 def warm_process(device: str, precision: str) -> None:

@@ -29,7 +29,7 @@ CASES = {
         "minilm",
         "packaged all-MiniLM-L6-v2 (6 layers x 384) -> 3 layers",
         3,
-        {"cpu": (16, 128, 8), "cuda": (64, 128, 64)},
+        {"cpu": (16, 128, 4), "cuda": (64, 128, 64)},
     ),
     "bert-base": Case(
         "bert-base",

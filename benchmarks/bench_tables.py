@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable
@@ -76,9 +75,7 @@ def markdown_report(payload: dict[str, Any]) -> str:
                 "target",
             )
             parts.append(markdown_table(header, memory_rows(result)) + "\n")
-    for name in ("inference", "epoch"):
-        if name in payload:
-            parts.append(f"{name}: {json.dumps(payload[name])}\n")
+    parts += latency_and_epoch(payload)
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ""
     parts.append(
         f"machine: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
@@ -88,6 +85,48 @@ def markdown_report(payload: dict[str, Any]) -> str:
         f"{payload.get('total_s', 0):.0f} s in all"
     )
     return "\n".join(parts)
+
+
+def latency_and_epoch(payload: dict[str, Any]) -> list[str]:
+    """The float32 `inference` and `epoch` figures, when measured."""
+    parts = []
+    if "inference" in payload:
+        rows = [
+            (
+                name,
+                f"{r['teacher']:.1f}",
+                f"{r['student']:.1f}",
+                verdict(r["ratio"], lambda v: v >= 1.8),
+            )
+            for name, r in payload["inference"].items()
+        ]
+        header = ("inference (float32)", "teacher ms", "student ms", "teacher / student (>= 1.8)")
+        parts.append(markdown_table(header, rows) + "\n")
+    if "epoch" in payload:
+        e = payload["epoch"]
+        with_cache, without = e["with_cache"], e["without_cache"]
+        rows = [
+            (
+                side,
+                f"{r['total_s']:.1f}",
+                f"{r['build_s']:.1f}",
+                f"{r['train_s']:.1f}",
+                str(int(r["teacher_forwards_in_training"])),
+            )
+            for side, r in (("with cache", with_cache), ("without", without))
+        ]
+        header = (
+            f"epoch: 3 epochs x {e['examples']} BBC News articles",
+            "total s",
+            "building s",
+            "train() s",
+            "teacher forwards in train()",
+        )
+        parts.append(markdown_table(header, rows))
+        parts.append(
+            f"\nepoch: with / without = {verdict(e['ratio'], lambda v: v < 1.0)} (target < 1.00)\n"
+        )
+    return parts
 
 
 def step_rows(case_result: dict[str, Any], device: str) -> list[tuple[str, ...]]:

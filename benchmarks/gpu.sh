@@ -38,7 +38,7 @@ exec > >(tee -a "$OUT_DIR/gpu.log") 2>&1
 
 if [ "$MODE" = gpu ]; then
     # The real check: BERT-base first (its bf16 throughput is the target), then the MiniLM.
-    BENCH=(--device cuda --case bert-base,minilm --precision fp32,bf16,fp16)
+    BENCH=(--device cuda --case bert-base,minilm --precision fp32,bf16,fp16 --rounds 1 --steps 15)
     JOB=(--bf16 --num_train_epochs 4)
     FP16=(--steps 150)
     LIMITS=(60 240 120 90)
