@@ -207,81 +207,38 @@ def epoch_run(
     }
 
 
+# Every flag but the lists: name, type, default, help.
+FLAGS: tuple[tuple[str, type, Any, str], ...] = (
+    ("--teacher", str, None, "checkpoint for the minilm case instead of the packaged MiniLM"),
+    ("--batch_size", int, None, "batch of the step figures (default: per case and device)"),
+    ("--seq_len", int, None, "tokens per example of the step figures (default 128)"),
+    ("--memory_batch_size", int, None, "batch of the memory figure (default: per case and device)"),
+    ("--memory_seq_len", int, 512, "tokens per example of the memory figure"),
+    ("--warmup", int, None, "untimed steps per train() (default 2 on CPU, 3 on CUDA)"),
+    ("--steps", int, None, "timed steps per train() (default 4 on CPU, 10 on CUDA)"),
+    ("--rounds", int, 2, "rounds, each training every run once (figures: medians over all)"),
+    ("--epoch_examples", int, 256, "BBC News training examples of `epoch`"),
+    ("--epoch_rounds", int, 1, "runs of each side of `epoch`, alternating (median)"),
+    ("--threads", int, None, "torch threads (default: torch's choice)"),
+    ("--json", str, None, "also write everything measured to this file (after each case)"),
+    ("--markdown", str, None, "also write the Markdown tables to this file"),
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="nlpkd speed and memory through trainer.train() (ratios measured side by side in one run)."
+        description="nlpkd speed and memory through trainer.train(), ratios measured side by side."
     )
     add = parser.add_argument
-    add(
-        "--only",
-        default=DEFAULT_FIGURES,
-        help=f"comma list of {', '.join(FIGURES)} (default: {DEFAULT_FIGURES})",
-    )
+    add("--only", default=DEFAULT_FIGURES, help=f"comma list of {', '.join(FIGURES)}")
     add(
         "--precision",
-        default=None,
         help="comma list of fp32, bf16, fp16 (default: fp32,bf16 on CPU, all on CUDA)",
     )
-    add(
-        "--case",
-        default="minilm,bert-base",
-        help=f"comma list of {', '.join(CASES)} (default: minilm,bert-base)",
-    )
-    add(
-        "--teacher",
-        default=None,
-        help="checkpoint for the minilm case instead of the packaged MiniLM",
-    )
+    add("--case", default="minilm,bert-base", help=f"comma list of {', '.join(CASES)}")
     add("--device", choices=("cpu", "cuda"), default="cpu")
-    add(
-        "--batch_size",
-        type=int,
-        default=None,
-        help="batch of the step figures (default: per case and device)",
-    )
-    add(
-        "--seq_len",
-        type=int,
-        default=None,
-        help="tokens per example of the step figures (default 128)",
-    )
-    add(
-        "--memory_batch_size",
-        type=int,
-        default=None,
-        help="batch of the memory figure (default: per case)",
-    )
-    add("--memory_seq_len", type=int, default=512, help="tokens per example of the memory figure")
-    add(
-        "--warmup",
-        type=int,
-        default=None,
-        help="untimed steps per train() (default 2 on CPU, 3 on CUDA)",
-    )
-    add(
-        "--steps",
-        type=int,
-        default=None,
-        help="timed steps per train() (default 4 on CPU, 10 on CUDA)",
-    )
-    add(
-        "--rounds",
-        type=int,
-        default=2,
-        help="rounds, each training every run once (median over all)",
-    )
-    add("--epoch_examples", type=int, default=256, help="BBC News training examples of `epoch`")
-    add(
-        "--epoch_rounds",
-        type=int,
-        default=1,
-        help="runs of each side of `epoch`, alternating (median)",
-    )
-    add("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    add(
-        "--json", default=None, help="also write everything measured to this file (after each case)"
-    )
-    add("--markdown", default=None, help="also write the Markdown tables to this file")
+    for flag, kind, default, text in FLAGS:
+        add(flag, type=kind, default=default, help=text)
     add("--verbose", action="store_true", help="say on stderr what is being measured")
     cli = parser.parse_args(argv)
     check_args(parser, cli)
