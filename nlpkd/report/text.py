@@ -156,15 +156,7 @@ def format_summary(report: Report | Mapping[str, Any]) -> str:
             )
         )
 
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    lines = [
-        "  ".join(
-            [row[0].ljust(widths[0])]
-            + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        ).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = _aligned(rows)
 
     retention = report.get("retention")
     main = f"{report.get('main_metric')} on {report.get('main_split')}"
