@@ -281,7 +281,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 def report(results_dir: Path, plot_path: Path) -> str:
     """Every frontier result in `results_dir` as Markdown, and the Pareto plot of the timed ones."""
     parts, timed = [], {}
-    for name in ("minilm", "few_labels", "mpnet", "recipe_minilm"):
+    for name in ("minilm", "few_labels", "mpnet", "recipe_minilm", "recipe_2x96"):
         file = results_dir / f"frontier_{name}.json"
         if not file.is_file():
             continue
