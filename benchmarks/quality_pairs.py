@@ -84,13 +84,17 @@ def load_data(args: argparse.Namespace, tokenizer: Any) -> dict[str, Any]:
     """The tokenized task (at --max_length), and the unlabelled pairs of the training articles."""
     from nlpkd.data import build_bbc_pairs, load_bbc_news, load_task_data, tokenize_dataset
 
-    raw = load_task_data(TASK, seed=42)
+    if args.paragraph == "body":
+        raw = load_task_data(TASK, seed=42)
+    else:  # the lead-paragraph variant: the same articles, the headline against a lead paragraph
+        raw = build_bbc_pairs(load_bbc_news(seed=42), paragraph=args.paragraph)
     if args.max_train_pairs and args.max_train_pairs < len(raw["train"]):
         # A seeded subset (the order of the pairs is already shuffled by the builder): a cheaper benchmark.
         raw["train"] = raw["train"].select(range(args.max_train_pairs))
     data = dict(tokenize_dataset(raw, tokenizer, TASK, max_length=args.max_length))
     # Other draws from the same training articles (seed 1): the teacher labels them, the labels are dropped.
-    extra = build_bbc_pairs(load_bbc_news(seed=42), seed=1)["train"].remove_columns("label")
+    extra = build_bbc_pairs(load_bbc_news(seed=42), seed=1, paragraph=args.paragraph)["train"]
+    extra = extra.remove_columns("label")
     data["raw"] = raw
     data["raw_train"] = raw["train"]
     # As many unlabelled pairs as labelled ones, so a run with them takes twice the steps of one without.
@@ -108,7 +112,7 @@ def teacher_for(args: argparse.Namespace, data: dict[str, Any], tokenizer: Any):
     from nlpkd.models import packaged_minilm_path
 
     folder = Path(args.cache_dir) / (
-        f"teacher-l{args.max_length}-e{args.teacher_epochs:g}-n{len(data['train'])}"
+        f"teacher-{args.paragraph}-l{args.max_length}-e{args.teacher_epochs:g}-n{len(data['train'])}"
     )
     if (folder / "config.json").is_file():
         return AutoModelForSequenceClassification.from_pretrained(folder).eval()
@@ -313,6 +317,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max_length", type=int, default=48)
+    parser.add_argument(
+        "--paragraph",
+        default="body",
+        choices=["body", "lead"],
+        help="Pair headlines with body paragraphs (the task) or with lead paragraphs (build_bbc_pairs' variant).",
+    )
     parser.add_argument(
         "--max_train_pairs",
         type=int,
