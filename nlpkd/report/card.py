@@ -102,24 +102,16 @@ def _results_table(report: Mapping[str, Any]) -> str:
                 f"| {name} ({split}) | {_metric_cell(teacher)} | {_metric_cell(student)} "
                 f"| {_ratio_cell(teacher, student, '')} |"
             )
-    teacher_params, student_params = report.get("teacher_params"), report.get("student_params")
-    if teacher_params is not None and student_params is not None:
-        lines.append(
-            f"| parameters | {teacher_params:,} | {student_params:,} "
-            f"| {_ratio_cell(teacher_params, student_params)} |"
-        )
-    teacher_size, student_size = report.get("teacher_size_mb"), report.get("student_size_mb")
-    if teacher_size is not None and student_size is not None:
-        lines.append(
-            f"| size on disk (MB) | {teacher_size:.2f} | {student_size:.2f} "
-            f"| {_ratio_cell(teacher_size, student_size)} |"
-        )
-    teacher_ms, student_ms = report.get("teacher_latency_ms"), report.get("student_latency_ms")
-    if teacher_ms is not None and student_ms is not None:
-        lines.append(
-            f"| latency (ms per batch) | {teacher_ms:.2f} | {student_ms:.2f} "
-            f"| {_ratio_cell(teacher_ms, student_ms)} |"
-        )
+    for label, key, fmt in (
+        ("parameters", "params", ","),
+        ("size on disk (MB)", "size_mb", ".2f"),
+        ("latency (ms per batch)", "latency_ms", ".2f"),
+    ):
+        teacher, student = report.get(f"teacher_{key}"), report.get(f"student_{key}")
+        if teacher is not None and student is not None:
+            lines.append(
+                f"| {label} | {teacher:{fmt}} | {student:{fmt}} | {_ratio_cell(teacher, student)} |"
+            )
     if report.get("speedup") is not None:
         lines.append(f"| speed-up (teacher / student latency) | | | {report['speedup']:.2f}x |")
     if report.get("retention") is not None:
