@@ -131,3 +131,42 @@ def test_without_optuna_the_search_is_one_clear_line(tmp_path, tiny_tokenizer, m
         ValueError, match=r'--search_trials needs Optuna: pip install "nlpkd\[search\]"'
     ):
         search_run(tmp_path, tiny_tokenizer, "none")
+
+
+def test_the_pruner_compares_a_trial_only_with_finished_trials_of_the_same_length():
+    import optuna
+
+    from nlpkd.jobs.search import same_schedule_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", pruner=same_schedule_pruner(n_startup_trials=2)
+    )
+
+    # Two finished trials of one length: 0.40 then 0.60, and 0.42 then 0.62.
+    for scores in ([0.40, 0.60], [0.42, 0.62]):
+        study.enqueue_trial({"num_train_epochs": 2.0})
+        trial = study.ask()
+        trial.suggest_categorical("num_train_epochs", [2.0, 8.0])
+        for step, score in enumerate(scores):
+            trial.report(score, step)
+        study.tell(trial, scores[-1])
+    length, other = 2.0, 8.0
+
+    def trial_with(epochs):
+        study.enqueue_trial({"num_train_epochs": epochs})
+        trial = study.ask()
+        assert trial.suggest_categorical("num_train_epochs", [2.0, 8.0]) == epochs
+        return trial
+
+    behind = trial_with(length)
+    behind.report(0.30, 0)
+    assert behind.should_prune()  # behind both finished trials of its length at step 0
+    ahead = trial_with(length)
+    ahead.report(0.45, 0)
+    assert not ahead.should_prune()
+    longer = trial_with(other)
+    longer.report(0.30, 0)
+    assert not longer.should_prune()  # no finished trial of its length to compare with
+    # where Optuna's MedianPruner, comparing across lengths, stops it
+    assert optuna.pruners.MedianPruner(n_startup_trials=2).prune(study, study.trials[-1])

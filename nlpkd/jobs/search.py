@@ -3,7 +3,8 @@ teacher, student and task, found with Optuna through `Trainer.hyperparameter_sea
 
 The trials train copies of the job's student on the training data less a held-out part (stratified, seeded by
 `split_seed`; never the split the report is measured on) and are scored on that part with the task's main
-metric after every epoch, so that Optuna's median pruner stops the trials that fall behind. The teacher is
+metric after every epoch, so that a median pruner stops the trials that fall behind the trials of the same length
+([`same_schedule_pruner`]). The teacher is
 loaded once; when no trial needs its intermediate outputs, its logits are cached once for all trials. The job
 then trains the best recipe on the whole training data, and reports the trials ([`RecipeSearch`]).
 """
@@ -30,7 +31,7 @@ from ..trainer.trainer import DistillationTrainer
 from .job import DistillationJob
 from .tokenizers import JobTokenizers
 
-__all__ = ["SEARCH_SPACE", "RecipeSearch", "search_recipe"]
+__all__ = ["SEARCH_SPACE", "RecipeSearch", "same_schedule_pruner", "search_recipe"]
 
 logger = logging.getLogger("nlpkd")
 
@@ -80,6 +81,43 @@ def _require_optuna() -> Any:
             '--search_trials needs Optuna: pip install "nlpkd[search]" (or pip install optuna).'
         ) from err
     return optuna
+
+
+def same_schedule_pruner(n_startup_trials: int = 2) -> Any:
+    """An Optuna pruner that stops a trial whose held-out score after an epoch is below the median of the finished
+    trials *with the same number of epochs* at that epoch, once `n_startup_trials` of them have finished.
+
+    Optuna's `MedianPruner` compares every trial with every other at the same step. With the epochs searched too,
+    that stops the long schedules early for the wrong reason: after two of eight epochs a trial's learning rate has
+    barely started to decay, while a two-epoch trial is finished, so the long trial is behind by construction (on
+    the hard pairs benchmark it pruned every 4- and 8-epoch trial, docs/quality.md). Trials without a
+    `num_train_epochs` parameter share one group, which is `MedianPruner`'s behaviour.
+    """
+    import statistics
+
+    optuna = _require_optuna()
+
+    class SameSchedulePruner(optuna.pruners.BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            step = trial.last_step
+            if step is None:
+                return False
+            epochs = trial.params.get("num_train_epochs")
+            finished = [
+                past.intermediate_values[step]
+                for past in study.get_trials(
+                    deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+                )
+                if past.params.get("num_train_epochs") == epochs
+                and step in past.intermediate_values
+            ]
+            if len(finished) < n_startup_trials:
+                return False
+            score = trial.intermediate_values[step]
+            better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+            return better(score, statistics.median(finished)) != score
+
+    return SameSchedulePruner()
 
 
 def searched_names(student: PreTrainedModel, teacher: Any, args: DistillationConfig) -> list[str]:
@@ -236,7 +274,7 @@ def search_recipe(
         study_name="nlpkd-recipe",
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=job.args.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
+        pruner=same_schedule_pruner(n_startup_trials=2),
     )
     study = optuna.load_study(study_name="nlpkd-recipe", storage=storage)
     chosen = _space(names)(optuna.trial.FixedTrial(best.hyperparameters))
