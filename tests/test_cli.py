@@ -663,7 +663,7 @@ def test_the_saved_config_records_every_option_and_the_versions(tmp_path):
     ):
         assert name in saved, name
     # A default nlpkd chose (not transformers') is written even though it was not changed.
-    assert saved["learning_rate"] == 1e-4 and saved["num_train_epochs"] == 2.0
+    assert saved["learning_rate"] == 3e-4 and saved["num_train_epochs"] == 2.0
     assert saved["max_length"] == 128 and saved["alpha_kd"] == 0.5
     assert "hub_token" not in saved and "output_dir" not in saved
     again = parse_arguments(
