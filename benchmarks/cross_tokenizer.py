@@ -12,7 +12,7 @@ text cut to its first 64 tokens by each model's own tokenizer. The teacher is th
 - `minilm_from_minilm`: the default job's teacher (the packaged MiniLM fine-tuned, one epoch at 1e-4) distilling
   the same MiniLM student: the same-tokenizer baseline.
 
-Every student trains with the job's defaults (batch 32, learning rate 1e-4, warm-up 10%, 2 epochs unless a recipe
+Every student trains with the job's defaults before 0.3 (batch 32, learning rate 1e-4, warm-up 10%, 2 epochs unless a recipe
 says otherwise). Each teacher's logits are computed once over the training set with the teacher-output cache
 (`nlpkd.trainer.add_teacher_logits`, on the teacher's own tokenization, kept on disk in --work_dir) and carried by
 the training rows as `teacher_logits`, so no student step runs a teacher. Accuracy is measured on the 445

@@ -230,6 +230,11 @@ def train_student(name: str, seed: int, teacher, data, tokenizer, args) -> dict[
             data_collator=DataCollatorWithPadding(tokenizer),
         )
         trainer.train()
+        if trainer.state.global_step < trainer.state.max_steps:
+            # The Trainer ends early on SIGTERM: a shortened run must not be recorded as the recipe's result.
+            raise SystemExit(
+                f"{name} stopped after {trainer.state.global_step} of {trainer.state.max_steps} steps"
+            )
     minutes = (time.perf_counter() - start) / 60
     value = accuracy(trainer.student, data["validation"], tokenizer)
     return {"accuracy": value, "steps": trainer.state.global_step, "minutes": minutes}
