@@ -113,9 +113,9 @@ def same_schedule_pruner(n_startup_trials: int = 2) -> Any:
             ]
             if len(finished) < n_startup_trials:
                 return False
-            score = trial.intermediate_values[step]
-            better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-            return better(score, statistics.median(finished)) != score
+            score, median = trial.intermediate_values[step], statistics.median(finished)
+            maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+            return score < median if maximize else score > median
 
     return SameSchedulePruner()
 
